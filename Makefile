@@ -1,0 +1,50 @@
+# Two entry points do all the set-up on a fresh machine: `make synth` and `make test`.
+# Everything is pinned; nothing is installed globally. Stamps make re-runs cheap.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+CDK := node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+
+.PHONY: synth test install install-test bench-synth clean
+
+$(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e ./constructs
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.stamp-app node_modules/.stamp
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-app requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+.venv-checkov/.stamp: requirements-checkov.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+install-test: install $(VENV)/.stamp-dev .venv-checkov/.stamp
+
+synth: install
+	rm -rf cdk.out
+	$(CDK) synth --quiet --all
+	$(PY) -m tools.synth_summary cdk.out
+
+test: install-test
+	$(PY) -m pytest
+
+bench-synth: install
+	$(PY) bench/synth_bench.py
+
+clean:
+	rm -rf cdk.out $(VENV) .venv-checkov node_modules
