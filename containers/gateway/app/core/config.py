@@ -1,0 +1,138 @@
+"""Gateway settings: every knob, read from ``GATEWAY_*`` environment variables.
+
+The variable names are the ``ENV_*`` constants of :mod:`.contract` (the ECS task
+definition sets them); a test checks that every field here has one. Secrets
+(``GATEWAY_API_KEYS``, ``GATEWAY_FALLBACK_API_KEY``) come from Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from . import contract
+
+
+def _key_id(key: str) -> str:
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=contract.ENV_PREFIX, extra="ignore", frozen=True, validate_default=True
+    )
+
+    # --- upstreams
+    upstream_url: str = Field(contract.DEFAULT_UPSTREAM_URL, description="Base URL of vLLM (no /v1).")
+    served_model_name: str | None = Field(
+        None, description="Model name clients must use; empty: whatever the upstream's /v1/models lists."
+    )
+    fallback_url: str | None = Field(
+        None, description="Optional OpenAI-compatible base URL used while the primary's circuit is open."
+    )
+    fallback_api_key: SecretStr | None = Field(None, description="Bearer key for the fallback (secret).")
+    fallback_model: str | None = Field(None, description="Model name sent to the fallback; empty: unchanged.")
+
+    # --- auth and limits
+    api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description='Secret. JSON object {"key-id": "key"}, JSON list of keys, or comma-separated keys. '
+        "Empty: no auth.",
+    )
+    max_concurrency_per_key: int = Field(64, ge=0, description="In-flight requests per key; 0 = unlimited. 429 beyond.")
+    max_queue_depth: int = Field(0, ge=0, description="Shed load (503) while vLLM's waiting queue is deeper; 0 = off.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After on 429 and load-shedding 503.")
+
+    # --- validation
+    max_tokens_cap: int = Field(4096, ge=1, description="Largest max_tokens / max_completion_tokens accepted.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body; 413 beyond.")
+    max_message_chars: int = Field(200_000, ge=1, description="Largest content of one message / prompt.")
+    max_messages: int = Field(512, ge=1, description="Most messages in one chat request.")
+
+    # --- timeouts, keep-alive, streaming
+    connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect timeout.")
+    read_timeout_s: float = Field(
+        600.0, gt=0, description="Longest silence from the upstream (covers long prefills)."
+    )
+    upstream_keepalive_s: float = Field(
+        contract.DEFAULT_UPSTREAM_KEEPALIVE_S, gt=0, description="Idle upstream connections are closed after this."
+    )
+    upstream_pool_size: int = Field(1024, ge=1, description="Most upstream connections per worker.")
+    heartbeat_interval_s: float = Field(
+        10.0, ge=0, description="SSE comment heartbeat while waiting for the first token; 0 = off."
+    )
+    drain_timeout_s: float = Field(25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    health_poll_interval_s: float = Field(2.0, gt=0, description="How often the backend health/queue is polled.")
+    circuit_failure_threshold: int = Field(5, ge=1, description="Consecutive connect failures that open the circuit.")
+    circuit_reset_s: float = Field(10.0, gt=0, description="How long an open circuit waits before a trial request.")
+
+    # --- server
+    host: str = "0.0.0.0"
+    port: int = Field(contract.GATEWAY_PORT, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes.")
+    keepalive_timeout_s: int = Field(
+        contract.DEFAULT_SERVER_KEEPALIVE_S, ge=1, description="Server keep-alive; must exceed the ALB idle timeout."
+    )
+
+    # --- observability
+    log_prompts: bool = Field(False, description="Log prompt and completion text. Off unless set.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    emf_enabled: bool = Field(True, description="Add CloudWatch EMF metrics to the per-request log line.")
+    service_name: str = Field("llm-gateway", description="Value of the EMF Service dimension.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, v: object) -> object:
+        if v is None or v == "":
+            return {}
+        if isinstance(v, str):
+            s = v.strip()
+            if s.startswith("{") or s.startswith("["):
+                v = json.loads(s)
+            else:
+                v = [k.strip() for k in s.split(",") if k.strip()]
+        if isinstance(v, list):
+            return {_key_id(k): k for k in v}
+        return v
+
+    @field_validator("upstream_url", "fallback_url")
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None if v == "" else v
+        v = v.rstrip("/")
+        if v.endswith("/v1"):
+            v = v[:-3]
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("upstream_keepalive_s")
+    @classmethod
+    def _below_vllm(cls, v: float) -> float:
+        if v >= contract.VLLM_KEEPALIVE_S:
+            raise ValueError(
+                f"must be below vLLM's keep-alive ({contract.VLLM_KEEPALIVE_S} s), "
+                "or a reused dead connection fails a request"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.upstream_url is None:
+            raise ValueError("upstream_url is required")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
