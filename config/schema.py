@@ -1,0 +1,305 @@
+"""The typed schema of an environment file (`config/<env>.yaml`) and its loader.
+
+Config flows one way: YAML -> `EnvironmentConfig` (validated once, here) -> construct
+props (built in `app.py` only). Every model forbids unknown keys, so a typo fails synth
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+# CloudWatch Logs accepts only these retention periods (days).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+GitSha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
+HfModelId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+ImageRef = Annotated[str, StringConstraints(pattern=r"^[\w./-]+:[\w.-]+$")]
+AcmCertificateArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkConfig(Strict):
+    """The VPC. No NAT by default: every AWS API the tasks need has a VPC endpoint."""
+
+    cidr: str = Field("10.40.0.0/16", description="VPC IPv4 CIDR, /16 to /22.")
+    nat_gateways: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="NAT gateways for internet egress. 0 keeps the VPC closed; the model cache is then "
+        "filled from S3 or a pre-warm run in an environment with egress. 1 is enough for dev.",
+    )
+    flow_log_retention_days: LogRetentionDays = Field(90, description="Retention of the VPC flow log group.")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(value)
+        except ValueError as exc:
+            raise ValueError(f"not an IPv4 CIDR ({exc}); use e.g. 10.40.0.0/16") from None
+        if not 16 <= net.prefixlen <= 22:
+            raise ValueError(f"prefix /{net.prefixlen} is outside /16../22; the subnets need room")
+        return value
+
+
+class CustomArchitecture(Strict):
+    """Shape of a model that is not in the sizing catalog."""
+
+    parameters_billion: float = Field(gt=0, description="Total parameters, in billions.")
+    layers: int = Field(gt=0)
+    attention_heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    max_context: int = Field(gt=0, description="Longest context the model supports.")
+
+
+class ModelConfig(Strict):
+    """The model vLLM (or SageMaker) serves."""
+
+    id: HfModelId = Field(description="Hugging Face model id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    revision: GitSha = Field(description="Pinned commit sha of the model repo (40 hex chars), never a branch.")
+    served_name: Name = Field(description="Model name clients send in the `model` field.")
+    dtype: Literal["bfloat16", "float16"] = Field("bfloat16", description="Weight/activation dtype.")
+    quantization: Literal["none", "fp8", "awq", "gptq"] = Field(
+        "none", description="Weight quantization; awq/gptq need a pre-quantized checkpoint."
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field("auto", description="fp8 halves KV-cache bytes per token.")
+    max_model_len: int = Field(ge=256, le=1_048_576, description="Longest prompt + completion, in tokens.")
+    tensor_parallel_size: int = Field(1, ge=1, le=8, description="GPUs one model replica spans.")
+    architecture: CustomArchitecture | None = Field(
+        None, description="Only for models missing from the sizing catalog."
+    )
+
+
+class ScheduleConfig(Strict):
+    """Scale to zero outside business hours (non-prod). Cron fields in UTC."""
+
+    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale to zero.")
+    scale_up_cron: str = Field("0 7 ? * MON-FRI *", description="When to scale back to min capacity.")
+
+    @field_validator("scale_down_cron", "scale_up_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 6:
+            raise ValueError("needs 6 fields (min hour day-of-month month day-of-week year), e.g. '0 19 ? * MON-FRI *'")
+        return value
+
+
+class EcsConfig(Strict):
+    """vLLM on ECS GPU instances, with the gateway beside it."""
+
+    instance_type: str = Field(description="GPU instance type: g5, g6, g6e, p4d or p5 family.")
+    min_capacity: int = Field(1, ge=0, le=100)
+    desired_capacity: int = Field(1, ge=0, le=100)
+    max_capacity: int = Field(2, ge=1, le=100)
+    vllm_image: ImageRef = Field("vllm/vllm-openai:v0.24.0", description="vLLM image, pinned by tag.")
+    gpu_memory_utilization: float = Field(0.90, ge=0.5, le=0.98)
+    max_num_seqs: int = Field(128, ge=1, le=1024, description="Most sequences vLLM batches at once.")
+    enable_chunked_prefill: bool = True
+    alb_idle_timeout_seconds: int = Field(
+        900, ge=600, le=4000, description="ALB idle timeout; long generations need >= 600 s."
+    )
+    certificate_arn: AcmCertificateArn | None = Field(
+        None, description="ACM certificate for an HTTPS listener on the internal ALB."
+    )
+    hf_token_secret_name: str | None = Field(
+        None, description="Existing Secrets Manager secret with the Hugging Face token; created if unset."
+    )
+    efs_throughput_mode: Literal["elastic", "bursting"] = "elastic"
+    off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only).")
+
+    @model_validator(mode="after")
+    def _capacity(self) -> EcsConfig:
+        if not self.min_capacity <= self.desired_capacity <= self.max_capacity:
+            raise ValueError(
+                f"needs min_capacity <= desired_capacity <= max_capacity; got "
+                f"{self.min_capacity} / {self.desired_capacity} / {self.max_capacity}"
+            )
+        return self
+
+
+class SageMakerConfig(Strict):
+    """A SageMaker real-time endpoint as the alternative backend."""
+
+    instance_type: str = Field(description="ml.* GPU instance type.")
+    min_capacity: int = Field(1, ge=1, le=100, description="Real-time endpoints cannot scale to 0.")
+    max_capacity: int = Field(2, ge=1, le=100)
+    container: Literal["tgi", "vllm", "lmi"] = Field("tgi", description="TGI (default, maintenance mode), vLLM DLC, LMI.")
+
+    @model_validator(mode="after")
+    def _capacity(self) -> SageMakerConfig:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(f"min_capacity ({self.min_capacity}) > max_capacity ({self.max_capacity})")
+        return self
+
+
+class Quota(Strict):
+    limit: int = Field(gt=0, description="Requests per period.")
+    period: Literal["DAY", "WEEK", "MONTH"] = "MONTH"
+
+
+class Tenant(Strict):
+    """One API consumer: its own key and usage plan."""
+
+    name: Name
+    rate_limit: float = Field(gt=0, description="Steady-state requests per second.")
+    burst_limit: int = Field(gt=0)
+    quota: Quota | None = None
+
+
+class ApiConfig(Strict):
+    """API Gateway in front of the internal ALB."""
+
+    rate_limit: float = Field(50, gt=0, description="Default method throttling, requests per second.")
+    burst_limit: int = Field(100, gt=0, description="Default method throttling burst.")
+    tenants: list[Tenant] = Field(min_length=1, description="Each tenant gets an API key and a usage plan.")
+    waf_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _tenants(self) -> ApiConfig:
+        names = [t.name for t in self.tenants]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tenant names must be unique; duplicated: {', '.join(dupes)}")
+        for t in self.tenants:
+            if t.rate_limit > self.rate_limit:
+                raise ValueError(
+                    f"tenant {t.name!r} rate_limit {t.rate_limit} exceeds the API's rate_limit {self.rate_limit}"
+                )
+        return self
+
+
+class MonitoringConfig(Strict):
+    alarm_emails: list[Email] = Field(min_length=1, description="Who is paged; each gets an SNS subscription.")
+
+
+class EnvironmentConfig(Strict):
+    """One deployable environment (`config/<name>.yaml`)."""
+
+    name: Name = Field(description="Environment name; must equal the file name (dev, staging, prod).")
+    account: AccountId = Field(description="AWS account id the environment deploys to.")
+    region: Region
+    availability_zones: list[str] = Field(
+        min_length=2, max_length=3, description="AZs, explicit so synth never looks them up."
+    )
+    retain_stateful: bool = Field(
+        True, description="RETAIN + termination protection for EFS, KMS keys and log buckets."
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags on every resource.")
+    network: NetworkConfig = NetworkConfig()
+    model: ModelConfig
+    backends: list[Literal["ecs", "sagemaker"]] = Field(
+        ["ecs"], min_length=1, description="Which backends to deploy: ecs, sagemaker, or both."
+    )
+    ecs: EcsConfig | None = None
+    sagemaker: SageMakerConfig | None = None
+    api: ApiConfig
+    monitoring: MonitoringConfig
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _azs(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("availability zones must be distinct")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag key {key!r} uses the reserved 'aws:' prefix")
+            if not re.fullmatch(r"[\w .:/=+@-]{1,128}", key):
+                raise ValueError(f"tag key {key!r} has characters AWS does not allow")
+        return value
+
+    @model_validator(mode="after")
+    def _consistency(self) -> EnvironmentConfig:
+        for az in self.availability_zones:
+            if not (az.startswith(self.region) and re.fullmatch(r"[a-z]", az[len(self.region):])):
+                raise ValueError(f"availability zone {az!r} is not in region {self.region} (expected e.g. {self.region}a)")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError("backends lists a backend twice")
+        for backend in ("ecs", "sagemaker"):
+            section = getattr(self, backend)
+            if backend in self.backends and section is None:
+                raise ValueError(f"backends includes {backend!r} but the '{backend}:' section is missing")
+            if backend not in self.backends and section is not None:
+                raise ValueError(f"'{backend}:' section given but {backend!r} is not in backends; add it or remove the section")
+        if self.ecs and self.ecs.off_hours and self.retain_stateful:
+            raise ValueError("ecs.off_hours (scale to zero at night) is for non-prod; retain_stateful marks this env as prod-like")
+        return self
+
+
+class ConfigError(Exception):
+    """A config file that cannot work. `str()` is one line: file, field, what is allowed."""
+
+
+def _format(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check the spelling (see README: Config reference)"
+        elif err["type"] == "literal_error":
+            msg = msg.replace("Input should be", "must be one of")
+        parts.append(f"{loc}: {msg}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def load_environment(path: Path) -> EnvironmentConfig:
+    """Parse and validate one environment file; raise `ConfigError` with one line on any problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; environments live in config/<name>.yaml") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+    try:
+        cfg = EnvironmentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(path, exc)) from None
+    if cfg.name != path.stem:
+        raise ConfigError(f"{path}: name: is {cfg.name!r} but must equal the file name {path.stem!r}")
+    return cfg
+
+
+def load_all(config_dir: Path = CONFIG_DIR) -> list[EnvironmentConfig]:
+    """Every `*.yaml` in `config_dir`, validated, sorted by name. All are checked before any is used."""
+    files = sorted(config_dir.glob("*.yaml"))
+    if not files:
+        raise ConfigError(f"{config_dir}: no environment files (*.yaml)")
+    return [load_environment(f) for f in files]

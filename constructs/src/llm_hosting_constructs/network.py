@@ -1,0 +1,136 @@
+"""A private VPC for GPU inference: workloads in private subnets, AWS APIs through VPC endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Acknowledgment, RemovalPolicy, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+# Interface endpoints the serving tasks and the ECS agent need with no internet route:
+# image pulls (ECR api + dkr, layers come from S3), logs, secrets, SSM, STS, metrics,
+# and the three endpoints the ECS container agent itself talks to.
+INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+}
+
+
+class PrivateNetwork(Construct):
+    """VPC with private workload subnets, KMS-encrypted flow logs and VPC endpoints.
+
+    Safe defaults: no NAT gateway (no internet egress at all), no public subnets unless NAT is
+    asked for, every AWS API the serving tasks need reachable through a VPC endpoint, flow logs
+    of all traffic kept `flow_log_retention` and encrypted with a customer-managed key.
+
+    Bring your own VPC with `existing_vpc`: then only the endpoints are added to it, and the
+    VPC-shaping props (`cidr`, `availability_zones`, `nat_gateways`) must be left unset.
+
+    Attributes: `vpc`, `workload_subnets` (selection for tasks, EFS, ALB), `endpoint_security_group`,
+    `flow_log_key` (None with `existing_vpc`).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        existing_vpc: ec2.IVpc | None = None,
+        cidr: str | None = None,
+        availability_zones: Sequence[str] | None = None,
+        nat_gateways: int | None = None,
+        flow_log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id_)
+        if existing_vpc is not None and any(p is not None for p in (cidr, availability_zones, nat_gateways)):
+            raise ValueError("PrivateNetwork: existing_vpc cannot be combined with cidr, availability_zones or nat_gateways")
+        if existing_vpc is None and (cidr is None or not availability_zones):
+            raise ValueError("PrivateNetwork: cidr and availability_zones are required unless existing_vpc is given")
+
+        self.flow_log_key: kms.Key | None = None
+        if existing_vpc is not None:
+            self.vpc: ec2.IVpc = existing_vpc
+            self.workload_subnets = ec2.SubnetSelection(one_per_az=True, subnet_type=_private_type(existing_vpc))
+        else:
+            nat = nat_gateways or 0
+            private_type = ec2.SubnetType.PRIVATE_WITH_EGRESS if nat else ec2.SubnetType.PRIVATE_ISOLATED
+            subnets = [ec2.SubnetConfiguration(name="Workload", subnet_type=private_type, cidr_mask=20)]
+            if nat:
+                subnets.append(ec2.SubnetConfiguration(name="Egress", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
+            self.flow_log_key = kms.Key(
+                self,
+                "FlowLogKey",
+                description="Encrypts the VPC flow log group",
+                enable_key_rotation=True,
+                removal_policy=removal_policy,
+            )
+            # CloudWatch Logs encrypts with the key on the service's behalf; the grant is scoped
+            # to log groups of this account and region.
+            self.flow_log_key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
+            log_group = logs.LogGroup(
+                self,
+                "FlowLogGroup",
+                retention=flow_log_retention,
+                encryption_key=self.flow_log_key,
+                removal_policy=removal_policy,
+            )
+            vpc = ec2.Vpc(
+                self,
+                "Vpc",
+                ip_addresses=ec2.IpAddresses.cidr(cidr),
+                availability_zones=list(availability_zones or []),
+                nat_gateways=nat,
+                subnet_configuration=subnets,
+                restrict_default_security_group=False,
+                flow_logs={
+                    "All": ec2.FlowLogOptions(
+                        destination=ec2.FlowLogDestination.to_cloud_watch_logs(log_group),
+                        traffic_type=ec2.FlowLogTrafficType.ALL,
+                    )
+                },
+            )
+            self.vpc = vpc
+            self.workload_subnets = ec2.SubnetSelection(subnet_group_name="Workload")
+
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            description="HTTPS from inside the VPC to the AWS service endpoints",
+            allow_all_outbound=False,
+        )
+        self.endpoint_security_group.add_ingress_rule(
+            ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(443), "HTTPS from the VPC"
+        )
+        Validations.of(self.endpoint_security_group).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-EC23",
+                reason="The only ingress is 443 from the VPC's own CIDR (a token cdk-nag cannot resolve), never 0.0.0.0/0.",
+            )
+        )
+        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets])
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                name,
+                service=service,
+                subnets=self.workload_subnets,
+                security_groups=[self.endpoint_security_group],
+                private_dns_enabled=True,
+            )
+
+
+def _private_type(vpc: ec2.IVpc) -> ec2.SubnetType:
+    return ec2.SubnetType.PRIVATE_WITH_EGRESS if vpc.private_subnets else ec2.SubnetType.PRIVATE_ISOLATED

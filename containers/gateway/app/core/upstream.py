@@ -1,0 +1,245 @@
+"""Upstream connections: aiohttp pools, one circuit breaker per upstream, the single
+retry layer (connection errors only, before the first byte), the fallback, and the
+backend monitor that polls vLLM's health, queue depth and served models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .config import Settings
+from .errors import GatewayError
+
+log = logging.getLogger("gateway")
+
+# Errors that mean "the request never reached the upstream": safe to retry once.
+CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
+
+
+class CircuitBreaker:
+    """Closed -> open after ``threshold`` consecutive failures -> half-open after
+    ``reset_s`` (one trial request) -> closed on success, open again on failure."""
+
+    def __init__(self, threshold: int, reset_s: float) -> None:
+        self.threshold = threshold
+        self.reset_s = reset_s
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at >= self.reset_s:
+            return "half-open"
+        return "open"
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if time.monotonic() - self.opened_at < self.reset_s or self._trial_in_flight:
+            return False
+        self._trial_in_flight = True  # half-open: exactly one trial request
+        return True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial_in_flight = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial_in_flight = False
+        if self.opened_at is not None or self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+@dataclass(eq=False)
+class Upstream:
+    name: str
+    base_url: str
+    session: aiohttp.ClientSession
+    breaker: CircuitBreaker
+    auth_header: str | None = None
+    model_override: str | None = None
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def make_session(s: Settings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=s.upstream_pool_size,
+        limit_per_host=s.upstream_pool_size,
+        keepalive_timeout=s.upstream_keepalive_s,
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout_s, sock_read=s.read_timeout_s)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        raise_for_status=False,
+    )
+
+
+@dataclass(eq=False)
+class Upstreams:
+    primary: Upstream
+    fallback: Upstream | None = None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "Upstreams":
+        primary = Upstream(
+            "primary", s.upstream_url, make_session(s), CircuitBreaker(s.circuit_failure_threshold, s.circuit_reset_s)
+        )
+        fallback = None
+        if s.fallback_url:
+            key = s.fallback_api_key.get_secret_value() if s.fallback_api_key else None
+            fallback = Upstream(
+                "fallback",
+                s.fallback_url,
+                make_session(s),
+                CircuitBreaker(s.circuit_failure_threshold, s.circuit_reset_s),
+                auth_header=f"Bearer {key}" if key else None,
+                model_override=s.fallback_model,
+            )
+        return cls(primary, fallback)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        if self.fallback:
+            await self.fallback.close()
+
+    def choose(self) -> Upstream:
+        """The primary while its circuit lets requests through, else the fallback."""
+        if self.primary.breaker.allow():
+            return self.primary
+        if self.fallback is not None and self.fallback.breaker.allow():
+            return self.fallback
+        raise GatewayError(
+            503,
+            "backend unavailable: the circuit breaker for the model backend is open after repeated "
+            "connection failures",
+            code="backend_circuit_open",
+            headers={"Retry-After": str(max(1, int(self.primary.breaker.reset_s)))},
+        )
+
+    async def open(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[Upstream, aiohttp.ClientResponse]:
+        """Send the request and return once the response headers are in.
+
+        The one retry layer of the gateway: a connection error before any byte came
+        back is retried once (a stale pooled connection is the usual cause); after
+        that the upstream's breaker counts a failure and, if it is now open and a
+        fallback exists, the fallback gets the request."""
+        up = self.choose()
+        tried_fallback = up is self.fallback
+        attempt = 0
+        while True:
+            try:
+                h = headers
+                if up.auth_header:
+                    h = {**headers, "Authorization": up.auth_header}
+                resp = await up.session.request(method, up.base_url + path, data=body, headers=h)
+            except CONNECT_ERRORS as e:
+                attempt += 1
+                if attempt == 1:
+                    continue
+                up.breaker.failure()
+                if not tried_fallback and self.fallback is not None and self.primary.breaker.state != "closed":
+                    up, tried_fallback, attempt = self.fallback, True, 0
+                    if self.fallback.breaker.allow():
+                        continue
+                raise GatewayError(
+                    502,
+                    f"backend unavailable: could not connect to the model backend ({type(e).__name__})",
+                    code="backend_unreachable",
+                ) from e
+            except asyncio.TimeoutError as e:
+                up.breaker.failure()
+                raise GatewayError(504, "backend timeout: the model backend did not answer in time", code="backend_timeout") from e
+            except aiohttp.ClientError as e:
+                up.breaker.failure()
+                raise GatewayError(502, f"backend error: {type(e).__name__}: {e}", code="backend_error") from e
+            if resp.status >= 500:
+                up.breaker.failure()
+            else:
+                up.breaker.success()
+            return up, resp
+
+
+_WAITING = re.compile(rb"^vllm:num_requests_waiting(?:\{[^}]*\})? ([0-9.eE+-]+)", re.M)
+_RUNNING = re.compile(rb"^vllm:num_requests_running(?:\{[^}]*\})? ([0-9.eE+-]+)", re.M)
+
+
+@dataclass(eq=False)
+class BackendState:
+    healthy: bool = False
+    reason: str = "backend not checked yet"
+    queue_depth: int = 0
+    running: int = 0
+    models: frozenset[str] = field(default_factory=frozenset)
+    checked_at: float = 0.0
+
+
+class BackendMonitor:
+    """Polls the primary's /health, /metrics and /v1/models in the background."""
+
+    def __init__(self, s: Settings, upstreams: Upstreams) -> None:
+        self.s = s
+        self.upstreams = upstreams
+        self.state = BackendState()
+        if s.served_model_name:
+            self.state.models = frozenset({s.served_model_name})
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.s.health_poll_interval_s)
+
+    async def poll(self) -> None:
+        up = self.upstreams.primary
+        st = self.state
+        timeout = aiohttp.ClientTimeout(total=max(2.0, self.s.health_poll_interval_s))
+        try:
+            async with up.session.get(up.base_url + "/health", timeout=timeout) as r:
+                await r.read()
+                st.healthy = r.status == 200
+                st.reason = "ok" if st.healthy else f"backend /health returned {r.status}"
+            if st.healthy:
+                async with up.session.get(up.base_url + "/metrics", timeout=timeout) as r:
+                    text = await r.read()
+                st.queue_depth = int(sum(float(m) for m in _WAITING.findall(text)))
+                st.running = int(sum(float(m) for m in _RUNNING.findall(text)))
+                if not self.s.served_model_name:
+                    async with up.session.get(up.base_url + "/v1/models", timeout=timeout) as r:
+                        if r.status == 200:
+                            data = await r.json()
+                            st.models = frozenset(m["id"] for m in data.get("data", []))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure means "not healthy"
+            st.healthy = False
+            st.reason = f"backend unreachable: {type(e).__name__}"
+        st.checked_at = time.monotonic()
