@@ -31,4 +31,7 @@ def test_outputs_module_does_not_import_aws_cdk() -> None:
     import sys
 
     code = "import sys, llm_hosting_constructs.outputs; print('aws_cdk' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

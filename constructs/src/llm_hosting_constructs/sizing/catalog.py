@@ -36,7 +36,9 @@ class ModelArchitecture(BaseModel):
     parameters: PositiveInt = Field(description="Total parameter count (all experts of a mixture-of-experts model).")
     layers: PositiveInt
     attention_heads: PositiveInt
-    kv_heads: PositiveInt = Field(description="Key/value heads (equal to attention_heads without grouped-query attention).")
+    kv_heads: PositiveInt = Field(
+        description="Key/value heads (equal to attention_heads without grouped-query attention)."
+    )
     head_dim: PositiveInt
     hidden_size: PositiveInt | None = Field(default=None, description="Defaults to attention_heads × head_dim.")
     vocab_size: PositiveInt | None = Field(

@@ -39,7 +39,9 @@ def instance_registered_resources(
     """``(cpu_units, memory_mib)`` that an EC2 instance of this type registers with ECS (see module doc)."""
     instance = get_instance(instance_type)
     if instance.is_sagemaker:
-        raise SizingError(f"{instance_type} is a SageMaker instance type; ECS runs on EC2 types such as {instance_type[3:]}")
+        raise SizingError(
+            f"{instance_type} is a SageMaker instance type; ECS runs on EC2 types such as {instance_type[3:]}"
+        )
     cpu_units = instance.vcpus * CPU_UNITS_PER_VCPU
     memory_mib = floor(instance.memory_gib * 1024 * REGISTERED_MEMORY_FRACTION) - reserved_memory_mib
     return cpu_units, memory_mib
@@ -53,7 +55,9 @@ def check_task_resources(
     reserved_memory_mib: int = ECS_RESERVED_MEMORY_MIB,
 ) -> None:
     """Raise :class:`SizingError` when a task reserves more CPU or memory than the instance registers."""
-    problem = task_resources_problem(instance_type, cpu_units=cpu_units, memory_mib=memory_mib, reserved_memory_mib=reserved_memory_mib)
+    problem = task_resources_problem(
+        instance_type, cpu_units=cpu_units, memory_mib=memory_mib, reserved_memory_mib=reserved_memory_mib
+    )
     if problem:
         raise SizingError(problem)
 

@@ -29,7 +29,12 @@ KV_CACHE_DTYPES: Final[tuple[str, ...]] = get_args(KvCacheDtype)
 # vLLM's "auto" dtype is the checkpoint's 16-bit type (bf16 for every catalog model;
 # fp32 checkpoints are cast to fp16), so it costs 2 bytes like bfloat16/float16.
 DTYPE_BYTES: Final[dict[str, float]] = {
-    "auto": 2, "bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4,
+    "auto": 2,
+    "bfloat16": 2,
+    "float16": 2,
+    "half": 2,
+    "float32": 4,
+    "float": 4,
 }
 
 # Bytes per *quantized* parameter (linear layers; embeddings and lm_head keep the dtype).

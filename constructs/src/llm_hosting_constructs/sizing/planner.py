@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import floor
 
 from .catalog import InstanceType, ModelArchitecture, SizingError, families, get_instance, get_model, instances
@@ -15,7 +15,6 @@ from .memory import (
     KvCacheDtype,
     Quantization,
     kv_cache_bytes_per_token,
-    kv_heads_per_gpu,
     kv_tokens,
     weight_bytes,
 )
@@ -89,7 +88,10 @@ def _tensor_parallel_problem(model: ModelArchitecture, tp: int) -> str | None:
     if tp <= model.kv_heads and model.kv_heads % tp:
         return f"tensor_parallel_size {tp} does not divide the {model.kv_heads} KV heads of {model.name}"
     if tp > model.kv_heads and tp % model.kv_heads:
-        return f"tensor_parallel_size {tp} is not a multiple of the {model.kv_heads} KV heads of {model.name} (needed to replicate them)"
+        return (
+            f"tensor_parallel_size {tp} is not a multiple of the {model.kv_heads} KV heads of {model.name} "
+            "(needed to replicate them)"
+        )
     return None
 
 
@@ -122,7 +124,8 @@ def _compute(
     task_memory_mib: int | None,
     overhead_gib_per_gpu: float,
     reserved_memory_mib: int,
-) -> SizingReport:
+) -> tuple[SizingReport, frozenset[int]]:
+    """The report, and the indexes of its problems that a larger instance would solve."""
     if not 0 < gpu_memory_utilization <= 1:
         raise SizingError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
     if max_num_seqs < 1:
@@ -135,11 +138,17 @@ def _compute(
         raise SizingError(f"max_model_len must be at least 1, got {max_model_len}")
     tp = _default_tensor_parallel_size(model, instance) if tensor_parallel_size is None else tensor_parallel_size
     problems: list[str] = []
+    solved_by_larger: set[int] = set()
 
     # Tensor parallelism first: the memory figures below assume the TP size is usable.
     if tp > instance.gpu_count:
         bigger = [i.name for i in instances(instance.family) if i.gpu_count >= tp]
-        hint = f"{', '.join(bigger)} have {tp} or more" if bigger else f"no {instance.family} size has {tp}"
+        hint = (
+            f"{instance.family} sizes with {tp} or more: {', '.join(bigger)}"
+            if bigger
+            else f"no {instance.family} size has {tp}"
+        )
+        solved_by_larger.add(len(problems))
         problems.append(
             f"tensor_parallel_size {tp} exceeds the {instance.gpu_count} GPU(s) of {instance.name}; "
             f"use at most {instance.gpu_count} or a larger instance ({hint})"
@@ -162,7 +171,9 @@ def _compute(
     weights_per_gpu = -(-weights // tp)  # ceiling: the largest shard decides
     overhead = round(overhead_gib_per_gpu * GIB)
     kv_per_token = kv_cache_bytes_per_token(model, dtype=dtype, kv_cache_dtype=kv_cache_dtype)
-    kv_per_token_gpu = kv_cache_bytes_per_token(model, dtype=dtype, kv_cache_dtype=kv_cache_dtype, tensor_parallel_size=tp)
+    kv_per_token_gpu = kv_cache_bytes_per_token(
+        model, dtype=dtype, kv_cache_dtype=kv_cache_dtype, tensor_parallel_size=tp
+    )
     kv_available = budget - weights_per_gpu - overhead
     tokens = kv_tokens(kv_available, kv_per_token_gpu)
     max_concurrency = tokens / max_model_len
@@ -170,15 +181,17 @@ def _compute(
 
     precision = _precision(dtype, quantization)
     usable = (
-        f"a {instance.gpu.model} of {instance.name} gives {_gib(budget)} "
+        f"each {instance.gpu.model} GPU of {instance.name} gives {_gib(budget)} "
         f"({_gib(gpu_bytes)} × gpu_memory_utilization {gpu_memory_utilization:.2f})"
     )
     if kv_available <= 0:
+        solved_by_larger.add(len(problems))
         problems.append(
             f"{model.name} in {precision} does not fit {instance.name} at tensor-parallel {tp}: "
             f"{_gib(weights_per_gpu)} of weights + {_gib(overhead)} runtime overhead per GPU, but {usable}"
         )
     elif tokens < max_model_len:
+        solved_by_larger.add(len(problems))
         problems.append(
             f"{model.name} on {instance.name} has KV cache for {tokens:,} tokens ({_gib(kv_available)} per GPU "
             f"at {kv_per_token_gpu:,} bytes/token), less than one sequence at max_model_len {max_model_len:,}; "
@@ -225,7 +238,7 @@ def _compute(
         task_memory_mib=task_memory_mib,
         problems=tuple(problems),
         alternatives=(),
-    )
+    ), frozenset(solved_by_larger)
 
 
 def plan(
@@ -264,7 +277,7 @@ def plan(
         max_num_seqs=max_num_seqs,
         overhead_gib_per_gpu=overhead_gib_per_gpu,
     )
-    report = _compute(
+    report, solved_by_larger = _compute(
         arch,
         inst,
         tensor_parallel_size=tensor_parallel_size,
@@ -273,8 +286,12 @@ def plan(
         reserved_memory_mib=reserved_memory_mib,
         **settings,  # type: ignore[arg-type]
     )
-    if report.kv_tokens >= report.max_model_len and not any("tensor_parallel_size" in p for p in report.problems):
-        return report  # memory is fine; other problems (context, task size) are not fixed by another instance
+    if not solved_by_larger:
+        return report
+    # Look for alternatives at a context the model supports, so that a too-long
+    # max_model_len (its own problem line) does not also hide every instance.
+    if arch.max_context is not None:
+        settings["max_model_len"] = min(report.max_model_len, arch.max_context)
     alternatives = tuple(
         (r.instance_type, r.tensor_parallel_size)
         for family in families(sagemaker=inst.is_sagemaker)
@@ -283,20 +300,11 @@ def plan(
     fitting = (
         "smallest that fit: " + ", ".join(f"{name} (TP {tp})" for name, tp in alternatives)
         if alternatives
-        else "no catalog instance fits: quantize (awq, fp8), use kv_cache_dtype fp8, lower max_model_len or pick a smaller model"
+        else "no catalog instance fits: quantize (awq, fp8), use kv_cache_dtype fp8, lower max_model_len "
+        "or pick a smaller model"
     )
-    problems = tuple(f"{p}; {fitting}" if _is_memory_problem(p) else p for p in report.problems)
-    return _replace(report, problems=problems, alternatives=alternatives)
-
-
-def _is_memory_problem(problem: str) -> bool:
-    return "does not fit" in problem or "KV cache for" in problem or "exceeds the" in problem and "GPU(s)" in problem
-
-
-def _replace(report: SizingReport, **changes: object) -> SizingReport:
-    from dataclasses import replace
-
-    return replace(report, **changes)  # type: ignore[arg-type]
+    problems = tuple(f"{p}; {fitting}" if i in solved_by_larger else p for i, p in enumerate(report.problems))
+    return replace(report, problems=problems, alternatives=alternatives)
 
 
 def smallest_fitting(
@@ -315,11 +323,13 @@ def smallest_fitting(
     arch = get_model(model) if isinstance(model, str) else model
     candidates = instances(family)
     if not candidates:
-        raise SizingError(f"unknown instance family {family!r}; families: {', '.join(families() + families(sagemaker=True))}")
+        raise SizingError(
+            f"unknown instance family {family!r}; families: {', '.join(families() + families(sagemaker=True))}"
+        )
     for inst in candidates:
         if not valid_tensor_parallel_sizes(arch, inst.gpu_count):
             continue
-        report = _compute(
+        report, _ = _compute(
             arch,
             inst,
             dtype=dtype,
