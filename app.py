@@ -52,11 +52,16 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     return stage
 
 
-def build_app(config_dir: Path = CONFIG_DIR) -> cdk.App:
-    configs = load_all(config_dir)
+def build_app() -> cdk.App:
+    """The app for every environment in `config/` (or `-c config_dir=PATH`), all validated first."""
     # The built-in CloudFormation check costs ~8 s per synth; cfn-lint 1.x runs the same kind of
     # spec validation (and more) over every template in `make test`, with its rules listed once.
     app = cdk.App(builtin_cloud_formation_validation=False)
+    configs = load_all(Path(app.node.try_get_context("config_dir") or CONFIG_DIR))
+    for cfg in configs:
+        # The VPC checks its AZs against the stack's, which CDK would otherwise look up (or fake as
+        # dummy1a/1b). Config is the one source: answer that lookup from it, before any construct.
+        app.node.set_context(f"availability-zones:account={cfg.account}:region={cfg.region}", cfg.availability_zones)
     for cfg in configs:
         build_stage(app, cfg)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

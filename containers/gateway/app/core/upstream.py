@@ -8,6 +8,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -133,7 +134,11 @@ class Upstreams:
         )
 
     async def open(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None | Callable[[Upstream], bytes | None],
+        headers: dict[str, str],
     ) -> tuple[Upstream, aiohttp.ClientResponse]:
         """Send the request and return once the response headers are in.
 
@@ -144,12 +149,14 @@ class Upstreams:
         up = self.choose()
         tried_fallback = up is self.fallback
         attempt = 0
+        build = body if callable(body) else None
         while True:
             try:
+                data = build(up) if build is not None else body
                 h = headers
                 if up.auth_header:
                     h = {**headers, "Authorization": up.auth_header}
-                resp = await up.session.request(method, up.base_url + path, data=body, headers=h)
+                resp = await up.session.request(method, up.base_url + path, data=data, headers=h)
             except CONNECT_ERRORS as e:
                 attempt += 1
                 if attempt == 1:
@@ -201,6 +208,7 @@ class BackendMonitor:
         if s.served_model_name:
             self.state.models = frozenset({s.served_model_name})
         self._task: asyncio.Task[None] | None = None
+        self.on_poll: Callable[[BackendState], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -243,3 +251,5 @@ class BackendMonitor:
             st.healthy = False
             st.reason = f"backend unreachable: {type(e).__name__}"
         st.checked_at = time.monotonic()
+        if self.on_poll is not None:
+            self.on_poll(st)

@@ -1,0 +1,41 @@
+"""Helpers for reading synthesized CloudFormation in tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = sorted(p.stem for p in (ROOT / "config").glob("*.yaml"))
+CDK_ENV = {
+    **os.environ,
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1",
+    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    "CDK_DISABLE_VERSION_CHECK": "1",
+}
+
+
+def cdk_synth(outdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, exactly as `make synth` runs it."""
+    return subprocess.run(
+        [str(ROOT / "node_modules/.bin/cdk"), "synth", "--quiet", "-o", str(outdir), *extra],
+        cwd=ROOT,
+        env=CDK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def resources(template: dict, type_: str) -> dict[str, dict]:
+    """Resources of one CloudFormation type, by logical id."""
+    return {k: v for k, v in template.get("Resources", {}).items() if v["Type"] == type_}
+
+
+def only(template: dict, type_: str) -> dict:
+    """The single resource of a type; fails if there is not exactly one."""
+    found = resources(template, type_)
+    assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
+    return next(iter(found.values()))

@@ -1,0 +1,107 @@
+"""The environment schema: the committed files are valid; broken ones fail with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.schema import CONFIG_DIR, ConfigError, load_all, load_environment
+from tests.cfn import ENVIRONMENTS, ROOT, cdk_synth
+
+BASE = yaml.safe_load((CONFIG_DIR / "dev.yaml").read_text())
+
+
+def write(tmp_path: Path, data: Any, name: str = "dev") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def variant(**changes: Any) -> dict:
+    """dev.yaml with dotted-path changes; a value of `...` deletes the key."""
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node[key]
+        if value is ...:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return data
+
+
+def test_committed_environments_are_valid() -> None:
+    configs = load_all()
+    assert [c.name for c in configs] == ENVIRONMENTS == ["dev", "prod", "staging"]
+    prod = next(c for c in configs if c.name == "prod")
+    assert prod.retain_stateful and prod.network.nat_gateways == 0
+
+
+# (changes to dev.yaml, text the one-line error must contain: the field and what is allowed)
+INVALID = {
+    "account-not-12-digits": ({"account": "12345"}, ["account", r"^\d{12}$"]),
+    "unknown-field": ({"modle": {"id": "x"}}, ["modle", "unknown field"]),
+    "region-malformed": ({"region": "US East"}, ["region"]),
+    "az-outside-region": ({"availability_zones": ["us-east-1a", "eu-west-1b"]}, ["eu-west-1b", "us-east-1"]),
+    "single-az": ({"availability_zones": ["us-east-1a"]}, ["availability_zones", "at least 2"]),
+    "revision-is-a-branch": ({"model__revision": "main"}, ["model.revision", "[0-9a-f]{40}"]),
+    "dtype-unknown": ({"model__dtype": "float64"}, ["model.dtype", "bfloat16", "float16"]),
+    "quantization-unknown": ({"model__quantization": "int3"}, ["model.quantization", "fp8"]),
+    "tensor-parallel-zero": ({"model__tensor_parallel_size": 0}, ["model.tensor_parallel_size", "greater than or equal to 1"]),
+    "min-above-max": ({"ecs__min_capacity": 3, "ecs__desired_capacity": 3, "ecs__max_capacity": 2}, ["ecs", "min_capacity <= desired_capacity <= max_capacity"]),
+    "desired-below-min": ({"ecs__min_capacity": 2, "ecs__desired_capacity": 1}, ["ecs", "1", "2"]),
+    "backend-section-missing": ({"backends": ["ecs", "sagemaker"]}, ["sagemaker", "section is missing"]),
+    "backend-unknown": ({"backends": ["eks"]}, ["backends.0", "'ecs'", "'sagemaker'"]),
+    "no-backends": ({"backends": []}, ["backends", "at least 1"]),
+    "alarm-email-invalid": ({"monitoring__alarm_emails": ["oncall"]}, ["monitoring.alarm_emails.0"]),
+    "alb-idle-timeout-too-short": ({"ecs__alb_idle_timeout_seconds": 60}, ["ecs.alb_idle_timeout_seconds", "600"]),
+    "throttle-rate-negative": ({"api__rate_limit": -1}, ["api.rate_limit", "greater than 0"]),
+    "tenant-above-api-rate": ({"api__tenants": [{"name": "a", "rate_limit": 500, "burst_limit": 10}]}, ["tenant 'a'", "exceeds"]),
+    "tenant-duplicated": ({"api__tenants": [{"name": "a", "rate_limit": 1, "burst_limit": 1}] * 2}, ["unique", "a"]),
+    "quota-period-unknown": ({"api__tenants": [{"name": "a", "rate_limit": 1, "burst_limit": 1, "quota": {"limit": 5, "period": "YEAR"}}]}, ["quota.period", "'MONTH'"]),
+    "retention-not-allowed": ({"network__flow_log_retention_days": 10}, ["network.flow_log_retention_days", "90"]),
+    "cidr-not-a-network": ({"network__cidr": "10.0.0.1/8"}, ["network.cidr", "IPv4 CIDR"]),
+    "reserved-tag": ({"tags": {"aws:owner": "me"}}, ["tags", "reserved"]),
+    "off-hours-on-retained-env": ({"retain_stateful": True}, ["off_hours", "non-prod"]),
+    "name-differs-from-file": ({"name": "prod"}, ["name", "'dev'"]),
+    "model-missing": ({"model": ...}, ["model", "Field required"]),
+}
+
+
+@pytest.mark.parametrize("changes,expected", INVALID.values(), ids=INVALID.keys())
+def test_invalid_config_fails_with_one_line(tmp_path: Path, changes: dict, expected: list[str]) -> None:
+    path = write(tmp_path, variant(**changes))
+    with pytest.raises(ConfigError) as err:
+        load_environment(path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    for text in expected:
+        assert text in message, f"{text!r} missing from: {message}"
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: dev\naccount: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"dev\.yaml: not valid YAML at line \d"):
+        load_environment(path)
+
+
+def test_invalid_file_fails_synth_and_writes_no_template(tmp_path: Path) -> None:
+    """The real CLI, pointed at a config dir with one good and one broken environment."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    write(config_dir, BASE)
+    write(config_dir, {**yaml.safe_load((CONFIG_DIR / "prod.yaml").read_text()), "account": "x"}, name="prod")
+    outdir = tmp_path / "out"
+    result = cdk_synth(outdir, "-c", f"config_dir={config_dir}")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert len(errors) == 1 and "prod.yaml: account:" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not list(outdir.rglob("*.template.json")), "a template was written despite the invalid config"
+    assert ROOT.exists()
