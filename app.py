@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 
 from config.schema import CONFIG_DIR, ConfigError, EnvironmentConfig, load_all
+from llm_hosting_constructs import outputs
 from stacks.network import NetworkStack
 
 
@@ -39,13 +40,14 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     stage = cdk.Stage(app, cfg.name, env=cdk.Environment(account=cfg.account, region=cfg.region))
     NetworkStack(
         stage,
-        "network",
+        outputs.NETWORK,
         description=f"llm-hosting {cfg.name}: VPC, flow logs, VPC endpoints",
         cidr=cfg.network.cidr,
         availability_zones=cfg.availability_zones,
         nat_gateways=cfg.network.nat_gateways,
         flow_log_retention=RETENTION[cfg.network.flow_log_retention_days],
         removal_policy=_removal(cfg),
+        termination_protection=cfg.retain_stateful,
     )
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)

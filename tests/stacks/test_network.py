@@ -1,0 +1,101 @@
+"""The network stack of every environment, read from the synthesized templates."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.cfn import ENVIRONMENTS, ROOT, only, resources
+
+pytestmark = pytest.mark.synth
+CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm", "sts", "monitoring", "ecs", "ecs-agent", "ecs-telemetry"}
+
+
+def network(templates: dict, env: str) -> dict:
+    return templates[env][f"{env}-network"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_vpc_cidr_and_azs_come_from_config(templates: dict, env: str) -> None:
+    t = network(templates, env)
+    assert only(t, "AWS::EC2::VPC")["Properties"]["CidrBlock"] == CONFIG[env]["network"]["cidr"]
+    azs = {s["Properties"]["AvailabilityZone"] for s in resources(t, "AWS::EC2::Subnet").values()}
+    assert azs == set(CONFIG[env]["availability_zones"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_workload_subnets_are_private(templates: dict, env: str) -> None:
+    subnets = resources(network(templates, env), "AWS::EC2::Subnet")
+    workload = [s for s in subnets.values() if any(t["Value"] == "Workload" for t in s["Properties"]["Tags"])]
+    assert len(workload) == len(CONFIG[env]["availability_zones"])
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in workload)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_nat_only_where_config_asks(templates: dict, env: str) -> None:
+    t = network(templates, env)
+    nat = CONFIG[env]["network"]["nat_gateways"]
+    assert len(resources(t, "AWS::EC2::NatGateway")) == nat
+    assert bool(resources(t, "AWS::EC2::InternetGateway")) == bool(nat)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_service_the_tasks_need_has_an_endpoint(templates: dict, env: str) -> None:
+    endpoints = resources(network(templates, env), "AWS::EC2::VPCEndpoint").values()
+    interface = {
+        e["Properties"]["ServiceName"].removeprefix(f"com.amazonaws.{CONFIG[env]['region']}.")
+        for e in endpoints
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    }
+    assert interface == INTERFACE_SERVICES
+    assert all(e["Properties"]["PrivateDnsEnabled"] for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface")
+    gateway = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
+    assert len(gateway) == 1 and ".s3" in str(gateway[0]["Properties"]["ServiceName"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_endpoint_security_group_admits_only_https_from_the_vpc(templates: dict, env: str) -> None:
+    t = network(templates, env)
+    groups = [g for g in resources(t, "AWS::EC2::SecurityGroup").values() if "endpoints" in g["Properties"]["GroupDescription"]]
+    assert len(groups) == 1
+    (rule,) = groups[0]["Properties"]["SecurityGroupIngress"]
+    assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (443, 443, "tcp")
+    assert rule["CidrIp"] == {"Fn::GetAtt": [next(iter(resources(t, "AWS::EC2::VPC"))), "CidrBlock"]}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_flow_logs_capture_all_traffic_encrypted_with_retention(templates: dict, env: str) -> None:
+    t = network(templates, env)
+    flow = only(t, "AWS::EC2::FlowLog")["Properties"]
+    assert flow["TrafficType"] == "ALL"
+    group = only(t, "AWS::Logs::LogGroup")["Properties"]
+    assert group["RetentionInDays"] == CONFIG[env]["network"]["flow_log_retention_days"]
+    assert "KmsKeyId" in group
+    assert only(t, "AWS::KMS::Key")["Properties"]["EnableKeyRotation"] is True
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_stateful_resources_keep_their_logical_ids_and_retention(templates: dict, env: str) -> None:
+    """Renaming these would replace the key (and orphan encrypted logs): the IDs are pinned."""
+    t = network(templates, env)
+    retained = CONFIG[env]["retain_stateful"]
+    for logical_id in ("NetworkFlowLogKeyF785E5F9", "NetworkFlowLogGroup4F8CEEEF"):
+        assert logical_id in t["Resources"], f"{logical_id} renamed in {env}"
+        assert t["Resources"][logical_id]["DeletionPolicy"] == ("Retain" if retained else "Delete")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tags_from_config_reach_resources(templates: dict, env: str) -> None:
+    vpc_tags = {t["Key"]: t["Value"] for t in only(network(templates, env), "AWS::EC2::VPC")["Properties"]["Tags"]}
+    assert CONFIG[env]["tags"].items() <= vpc_tags.items()
+    assert vpc_tags["environment"] == env
+
+
+def test_termination_protection_only_where_stateful_resources_are_retained(cdk_out) -> None:
+    import json
+
+    for env in ENVIRONMENTS:
+        manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
+        (stack,) = [a for a in manifest["artifacts"].values() if a.get("displayName") == f"{env}/network"]
+        assert stack["properties"].get("terminationProtection", False) == CONFIG[env]["retain_stateful"]
