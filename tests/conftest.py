@@ -9,6 +9,8 @@ import pytest
 from tests.cfn import cdk_synth
 from tools.synth_summary import stack_templates
 
+pytest_plugins = ["tests.fixtures.engine"]
+
 
 @pytest.fixture(scope="session")
 def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:

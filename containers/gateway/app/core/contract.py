@@ -119,6 +119,16 @@ ENV_LOG_PROMPTS: Final = "GATEWAY_LOG_PROMPTS"  # "true" logs prompt/completion 
 ENV_LOG_LEVEL: Final = "GATEWAY_LOG_LEVEL"
 ENV_EMF_ENABLED: Final = "GATEWAY_EMF_ENABLED"
 ENV_SERVICE_NAME: Final = "GATEWAY_SERVICE_NAME"  # EMF Service dimension value
+ENV_HOST: Final = "GATEWAY_HOST"
+ENV_MAX_MESSAGES: Final = "GATEWAY_MAX_MESSAGES"
+ENV_RETRY_AFTER_S: Final = "GATEWAY_RETRY_AFTER_S"
+ENV_UPSTREAM_POOL_SIZE: Final = "GATEWAY_UPSTREAM_POOL_SIZE"
+ENV_HEALTH_POLL_INTERVAL_S: Final = "GATEWAY_HEALTH_POLL_INTERVAL_S"
+ENV_CIRCUIT_FAILURE_THRESHOLD: Final = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD"
+ENV_CIRCUIT_RESET_S: Final = "GATEWAY_CIRCUIT_RESET_S"
+
+ALL_ENV_VARS: Final = tuple(sorted(v for k, v in dict(globals()).items() if k.startswith("ENV_") and k != "ENV_PREFIX"))
+"""Every GATEWAY_* variable the gateway reads (a test checks it matches the settings)."""
 
 SECRET_ENV_VARS: Final = (ENV_API_KEYS, ENV_FALLBACK_API_KEY)
 """Set these from Secrets Manager (ECS ``secrets``), never as plaintext ``environment``."""

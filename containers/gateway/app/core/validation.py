@@ -124,6 +124,8 @@ def validate_completion(body: Any, s: Settings, models: Collection[str] | None) 
     prompt = body.get("prompt")
     limit = s.max_message_chars
     if type(prompt) is str:
+        if not prompt:
+            raise _bad("prompt", "must not be empty")
         if len(prompt) > limit:
             raise _bad("prompt", f"longer than the limit of {limit} characters", code="message_too_long")
     elif type(prompt) is list and prompt:
