@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from llm_hosting_constructs.sizing import ModelArchitecture
+
 CONFIG_DIR = Path(__file__).resolve().parent
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -70,17 +72,6 @@ class NetworkConfig(Strict):
         return value
 
 
-class CustomArchitecture(Strict):
-    """Shape of a model that is not in the sizing catalog."""
-
-    parameters_billion: float = Field(gt=0, description="Total parameters, in billions.")
-    layers: int = Field(gt=0)
-    attention_heads: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    max_context: int = Field(gt=0, description="Longest context the model supports.")
-
-
 class ModelConfig(Strict):
     """The model vLLM (or SageMaker) serves."""
 
@@ -94,8 +85,8 @@ class ModelConfig(Strict):
     kv_cache_dtype: Literal["auto", "fp8"] = Field("auto", description="fp8 halves KV-cache bytes per token.")
     max_model_len: int = Field(ge=256, le=1_048_576, description="Longest prompt + completion, in tokens.")
     tensor_parallel_size: int = Field(1, ge=1, le=8, description="GPUs one model replica spans.")
-    architecture: CustomArchitecture | None = Field(
-        None, description="Only for models missing from the sizing catalog."
+    architecture: ModelArchitecture | None = Field(
+        None, description="Only for models missing from the sizing catalog: copy the figures from its config.json."
     )
 
 
@@ -117,13 +108,13 @@ class EcsConfig(Strict):
     """vLLM on ECS GPU instances, with the gateway beside it."""
 
     instance_type: str = Field(description="GPU instance type: g5, g6, g6e, p4d or p5 family.")
-    min_capacity: int = Field(1, ge=0, le=100)
-    desired_capacity: int = Field(1, ge=0, le=100)
-    max_capacity: int = Field(2, ge=1, le=100)
+    min_capacity: int = Field(1, ge=0, le=100, description="Fewest tasks (= GPU hosts) when scaled in.")
+    desired_capacity: int = Field(1, ge=0, le=100, description="Tasks at deploy time.")
+    max_capacity: int = Field(2, ge=1, le=100, description="Most tasks when scaled out.")
     vllm_image: ImageRef = Field("vllm/vllm-openai:v0.24.0", description="vLLM image, pinned by tag.")
-    gpu_memory_utilization: float = Field(0.90, ge=0.5, le=0.98)
+    gpu_memory_utilization: float = Field(0.90, ge=0.5, le=0.98, description="Share of GPU memory vLLM may use.")
     max_num_seqs: int = Field(128, ge=1, le=1024, description="Most sequences vLLM batches at once.")
-    enable_chunked_prefill: bool = True
+    enable_chunked_prefill: bool = Field(True, description="Interleave long prefills with decoding.")
     alb_idle_timeout_seconds: int = Field(
         900, ge=600, le=4000, description="ALB idle timeout; long generations need >= 600 s."
     )
@@ -133,8 +124,8 @@ class EcsConfig(Strict):
     hf_token_secret_name: str | None = Field(
         None, description="Existing Secrets Manager secret with the Hugging Face token; created if unset."
     )
-    efs_throughput_mode: Literal["elastic", "bursting"] = "elastic"
-    off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only).")
+    efs_throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode.")
+    off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
 
     @model_validator(mode="after")
     def _capacity(self) -> EcsConfig:
@@ -151,7 +142,7 @@ class SageMakerConfig(Strict):
 
     instance_type: str = Field(description="ml.* GPU instance type.")
     min_capacity: int = Field(1, ge=1, le=100, description="Real-time endpoints cannot scale to 0.")
-    max_capacity: int = Field(2, ge=1, le=100)
+    max_capacity: int = Field(2, ge=1, le=100, description="Most instances when scaled out.")
     container: Literal["tgi", "vllm", "lmi"] = Field("tgi", description="TGI (default, maintenance mode), vLLM DLC, LMI.")
 
     @model_validator(mode="after")
@@ -163,16 +154,16 @@ class SageMakerConfig(Strict):
 
 class Quota(Strict):
     limit: int = Field(gt=0, description="Requests per period.")
-    period: Literal["DAY", "WEEK", "MONTH"] = "MONTH"
+    period: Literal["DAY", "WEEK", "MONTH"] = Field("MONTH", description="Quota period.")
 
 
 class Tenant(Strict):
     """One API consumer: its own key and usage plan."""
 
-    name: Name
+    name: Name = Field(description="Tenant name (lowercase, digits, dashes); names its API key and usage plan.")
     rate_limit: float = Field(gt=0, description="Steady-state requests per second.")
-    burst_limit: int = Field(gt=0)
-    quota: Quota | None = None
+    burst_limit: int = Field(gt=0, description="Requests allowed in a burst.")
+    quota: Quota | None = Field(None, description="Requests per period; unset = no quota.")
 
 
 class ApiConfig(Strict):
@@ -181,7 +172,7 @@ class ApiConfig(Strict):
     rate_limit: float = Field(50, gt=0, description="Default method throttling, requests per second.")
     burst_limit: int = Field(100, gt=0, description="Default method throttling burst.")
     tenants: list[Tenant] = Field(min_length=1, description="Each tenant gets an API key and a usage plan.")
-    waf_enabled: bool = True
+    waf_enabled: bool = Field(True, description="Attach a WAF web ACL (managed rules + rate-based rule).")
 
     @model_validator(mode="after")
     def _tenants(self) -> ApiConfig:
@@ -206,7 +197,7 @@ class EnvironmentConfig(Strict):
 
     name: Name = Field(description="Environment name; must equal the file name (dev, staging, prod).")
     account: AccountId = Field(description="AWS account id the environment deploys to.")
-    region: Region
+    region: Region = Field(description="AWS region, e.g. us-east-1.")
     availability_zones: list[str] = Field(
         min_length=2, max_length=3, description="AZs, explicit so synth never looks them up."
     )
@@ -214,15 +205,17 @@ class EnvironmentConfig(Strict):
         True, description="RETAIN + termination protection for EFS, KMS keys and log buckets."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags on every resource.")
-    network: NetworkConfig = NetworkConfig()
-    model: ModelConfig
+    network: NetworkConfig = Field(NetworkConfig(), description="The VPC.")
+    model: ModelConfig = Field(description="The model to serve.")
     backends: list[Literal["ecs", "sagemaker"]] = Field(
         ["ecs"], min_length=1, description="Which backends to deploy: ecs, sagemaker, or both."
     )
-    ecs: EcsConfig | None = None
-    sagemaker: SageMakerConfig | None = None
-    api: ApiConfig
-    monitoring: MonitoringConfig
+    ecs: EcsConfig | None = Field(None, description="vLLM on ECS GPU instances; required when backends has ecs.")
+    sagemaker: SageMakerConfig | None = Field(
+        None, description="SageMaker real-time endpoint; required when backends has sagemaker."
+    )
+    api: ApiConfig = Field(description="API Gateway front door.")
+    monitoring: MonitoringConfig = Field(description="Alarms and their recipients.")
 
     @field_validator("availability_zones")
     @classmethod

@@ -1,0 +1,16 @@
+"""The README's config reference is generated from the schema and must not drift from it."""
+
+from __future__ import annotations
+
+from config.schema import EnvironmentConfig
+from tools.config_reference import README, embedded, table
+
+
+def test_readme_embeds_the_current_reference() -> None:
+    assert embedded(README.read_text()) == table(), "run: .venv/bin/python -m tools.config_reference --write"
+
+
+def test_reference_lists_every_top_level_field() -> None:
+    text = table()
+    for name in EnvironmentConfig.model_fields:
+        assert f"| `{name}` |" in text
