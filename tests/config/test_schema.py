@@ -70,6 +70,18 @@ INVALID = {
     "off-hours-on-retained-env": ({"retain_stateful": True}, ["off_hours", "non-prod"]),
     "name-differs-from-file": ({"name": "prod"}, ["name", "'dev'"]),
     "model-missing": ({"model": ...}, ["model", "Field required"]),
+    "api-log-retention-not-allowed": ({"api__access_log_retention_days": 45}, ["api.access_log_retention_days", "30"]),
+    "api-stream-timeout-over-15-min": ({"api__stream_timeout_seconds": 1800}, ["api.stream_timeout_seconds", "less than or equal to 900"]),
+    "api-waf-rate-below-minimum": ({"api__waf_rate_limit": 10}, ["api.waf_rate_limit", "greater than or equal to 100"]),
+    "api-domain-uppercase": ({"api__custom_domain": {"domain_name": "LLM.Example.com", "certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"}}, ["api.custom_domain.domain_name"]),
+    "api-domain-cert-not-acm": ({"api__custom_domain": {"domain_name": "llm.example.com", "certificate_arn": "arn:aws:iam::111111111111:server-certificate/x"}}, ["api.custom_domain.certificate_arn"]),
+    "api-domain-cert-other-region": ({"api__custom_domain": {"domain_name": "llm.example.com", "certificate_arn": "arn:aws:acm:eu-west-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"}}, ["certificate_arn", "eu-west-1", "us-east-1"]),
+    "api-domain-zone-id-without-name": ({"api__custom_domain": {"domain_name": "llm.example.com", "certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000", "hosted_zone_id": "Z0123456789"}}, ["api.custom_domain", "both or neither"]),
+    "api-domain-outside-zone": ({"api__custom_domain": {"domain_name": "llm.example.com", "certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000", "hosted_zone_id": "Z0123456789", "hosted_zone_name": "example.org"}}, ["api.custom_domain", "not inside hosted zone"]),
+    "threshold-error-rate-above-one": ({"monitoring__thresholds": {"gateway_error_rate": 5}}, ["monitoring.thresholds.gateway_error_rate", "less than or equal to 1"]),
+    "threshold-latency-above-buffered-timeout": ({"monitoring__thresholds": {"api_latency_p99_ms": 60000}}, ["monitoring.thresholds.api_latency_p99_ms", "29000"]),
+    "threshold-unknown": ({"monitoring__thresholds": {"ttft_p99_ms": 100}}, ["monitoring.thresholds.ttft_p99_ms", "unknown field"]),
+    "threshold-tasks-window-too-short": ({"monitoring__thresholds": {"tasks_below_desired_minutes": 1}}, ["monitoring.thresholds.tasks_below_desired_minutes", "5"]),
 }
 
 
