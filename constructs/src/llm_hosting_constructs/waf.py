@@ -1,0 +1,154 @@
+"""A regional WAF web ACL for a public API: AWS managed rule groups plus a per-IP rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Names, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+DEFAULT_MANAGED_RULE_GROUPS: tuple[str, ...] = (
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesAmazonIpReputationList",
+)
+"""Common (OWASP-style) rules, known bad inputs (Log4Shell & co.), and Amazon's IP reputation list."""
+
+# The common rule set blocks bodies over 8 KB (SizeRestrictions_BODY); chat prompts are larger
+# than that. Body size is limited by the gateway (and API Gateway's 10 MB), so that one rule counts only.
+DEFAULT_COUNT_ONLY: dict[str, tuple[str, ...]] = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
+
+REDACTED_HEADERS: tuple[str, ...] = ("x-api-key", "authorization")
+"""Headers WAF logs never contain: API keys and bearer tokens."""
+
+
+class RegionalWebAcl(Construct):
+    """WAF web ACL (scope REGIONAL) to associate with an API Gateway stage or an ALB.
+
+    Safe defaults: the three AWS managed rule groups in `managed_rule_groups`, with
+    `count_only` rules set to count (by default only the 8 KB body-size rule, which would
+    block ordinary prompts); a rate-based rule blocking a client IP above `rate_limit`
+    requests per 5 minutes; default action allow; CloudWatch metrics and sampled requests
+    on; full logs to a KMS-encrypted log group kept `log_retention`, with the API key and
+    Authorization headers redacted.
+
+    Attributes: `web_acl`, `log_group`, `log_key`. Associate with `associate(id, resource_arn)`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        rate_limit: int = 2000,
+        managed_rule_groups: Sequence[str] = DEFAULT_MANAGED_RULE_GROUPS,
+        count_only: dict[str, Sequence[str]] | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        log_key: kms.IKey | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id_)
+        if not 100 <= rate_limit <= 2_000_000_000:
+            raise ValueError(f"RegionalWebAcl: rate_limit {rate_limit} is outside 100..2,000,000,000 per 5 minutes")
+        if len(set(managed_rule_groups)) != len(managed_rule_groups):
+            raise ValueError("RegionalWebAcl: managed_rule_groups lists a group twice")
+        count_only = DEFAULT_COUNT_ONLY if count_only is None else count_only
+        unknown = sorted(set(count_only) - set(managed_rule_groups))
+        if unknown:
+            raise ValueError(f"RegionalWebAcl: count_only names groups that are not used: {', '.join(unknown)}")
+
+        prefix = Names.unique_id(self)[-40:]
+        rules: list[wafv2.CfnWebACL.RuleProperty] = []
+        for priority, group in enumerate(managed_rule_groups):
+            overrides = [
+                wafv2.CfnWebACL.RuleActionOverrideProperty(
+                    name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                )
+                for rule in count_only.get(group, ())
+            ]
+            rules.append(
+                wafv2.CfnWebACL.RuleProperty(
+                    name=group,
+                    priority=priority,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name=group, rule_action_overrides=overrides or None
+                        )
+                    ),
+                    visibility_config=_visibility(group),
+                )
+            )
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name="RatePerIp",
+                priority=len(rules),
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=rate_limit, aggregate_key_type="IP", evaluation_window_sec=300
+                    )
+                ),
+                visibility_config=_visibility("RatePerIp"),
+            )
+        )
+        self.web_acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            rules=rules,
+            visibility_config=_visibility(prefix),
+        )
+
+        if log_key is None:
+            key = kms.Key(
+                self,
+                "LogKey",
+                description="Encrypts the WAF log group",
+                enable_key_rotation=True,
+                removal_policy=removal_policy,
+            )
+            key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
+            log_key = key
+        self.log_key = log_key
+        # WAF delivers only to log groups whose name starts with aws-waf-logs-.
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"aws-waf-logs-{prefix}",
+            retention=log_retention,
+            encryption_key=log_key,
+            removal_policy=removal_policy,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "Logging",
+            resource_arn=self.web_acl.attr_arn,
+            # WAF wants the log group ARN without the trailing ':*' that `log_group_arn` carries.
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=self.log_group.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": h}) for h in REDACTED_HEADERS
+            ],
+        )
+
+    def associate(self, id_: str, resource_arn: str) -> wafv2.CfnWebACLAssociation:
+        """Attach the web ACL to a regional resource (API Gateway stage ARN, ALB ARN)."""
+        return wafv2.CfnWebACLAssociation(self, id_, resource_arn=resource_arn, web_acl_arn=self.web_acl.attr_arn)
+
+
+def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )

@@ -1,0 +1,201 @@
+"""LlmFrontDoor and RegionalWebAcl in a tiny stack with its own VPC and internal ALB."""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_route53 as route53
+from aws_cdk.assertions import Template
+
+from llm_hosting_constructs.front_door import (
+    DEFAULT_ROUTES,
+    CustomDomainProps,
+    LlmFrontDoor,
+    Route,
+    TenantPlan,
+)
+from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS, RegionalWebAcl
+from tests.cfn import only, resources
+
+CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+TENANTS = [TenantPlan("a", 5, 10, 1000, "DAY"), TenantPlan("b", 2, 4)]
+
+
+def parts() -> tuple[cdk.Stack, dict]:
+    s = cdk.Stack(cdk.App(), "S", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    vpc = ec2.Vpc(s, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
+        ec2.SubnetConfiguration(name="p", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    props = {
+        "vpc": vpc,
+        "subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+        "security_group": ec2.SecurityGroup(s, "FrontDoorSg", vpc=vpc),
+        "load_balancer": elbv2.ApplicationLoadBalancer(s, "Alb", vpc=vpc, internet_facing=False),
+        "tenants": TENANTS,
+    }
+    return s, props
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    s, props = parts()
+    LlmFrontDoor(s, "FrontDoor", stage_name="dev", api_name="llm-dev", rate_limit=10, burst_limit=20, **props)
+    return Template.from_stack(s).to_json()
+
+
+def methods(template: dict) -> dict[str, dict]:
+    """{'POST /v1/chat': method properties}."""
+    paths = {k: v["Properties"]["PathPart"] for k, v in resources(template, "AWS::ApiGateway::Resource").items()}
+    out = {}
+    for m in resources(template, "AWS::ApiGateway::Method").values():
+        props = m["Properties"]
+        uri = props["Integration"]["Uri"]["Fn::Join"][1][-1]  # ":80/v1/chat/completions"
+        out[f"{props['HttpMethod']} {uri.split(':80', 1)[1]}"] = props
+        assert paths[props["ResourceId"]["Ref"]] == uri.rsplit("/", 1)[1]
+    return out
+
+
+def test_exactly_the_routes_reach_the_backend(template: dict) -> None:
+    assert sorted(methods(template)) == sorted(f"{r.method} {r.path}" for r in DEFAULT_ROUTES)
+
+
+def test_private_integration_through_vpc_link_v2_to_the_alb(template: dict) -> None:
+    link_id = next(iter(resources(template, "AWS::ApiGatewayV2::VpcLink")))
+    alb_id = next(iter(resources(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")))
+    for props in methods(template).values():
+        integration = props["Integration"]
+        assert integration["Type"] == "HTTP_PROXY"
+        assert integration["ConnectionType"] == "VPC_LINK"
+        assert integration["ConnectionId"] == {"Ref": link_id}
+        assert integration["IntegrationTarget"] == {"Ref": alb_id}
+        assert integration["Uri"]["Fn::Join"][1][1] == {"Fn::GetAtt": [alb_id, "DNSName"]}
+
+
+def test_vpc_link_uses_the_front_door_security_group(template: dict) -> None:
+    link = only(template, "AWS::ApiGatewayV2::VpcLink")["Properties"]
+    sg_id = next(iter(resources(template, "AWS::EC2::SecurityGroup")))
+    assert link["SecurityGroupIds"] == [{"Fn::GetAtt": [sg_id, "GroupId"]}]
+
+
+def test_stream_routes_stream_and_the_rest_buffer_29s(template: dict) -> None:
+    by_route = methods(template)
+    for r in DEFAULT_ROUTES:
+        integration = by_route[f"{r.method} {r.path}"]["Integration"]
+        expected = ("STREAM", 900_000) if r.streaming else ("BUFFERED", 29_000)
+        assert (integration["ResponseTransferMode"], integration["TimeoutInMillis"]) == expected, r.path
+
+
+def test_stage_name_never_reaches_the_backend(template: dict) -> None:
+    for route, props in methods(template).items():
+        path = props["Integration"]["Uri"]["Fn::Join"][1][-1]
+        assert path == f":80{route.split(' ')[1]}" and "/dev" not in path
+
+
+def test_every_method_requires_an_api_key(template: dict) -> None:
+    assert all(p["ApiKeyRequired"] is True for p in methods(template).values())
+    assert only(template, "AWS::ApiGateway::RestApi")["Properties"]["ApiKeySourceType"] == "HEADER"
+
+
+def test_usage_plan_per_tenant_with_its_limits(template: dict) -> None:
+    plans = {p["Properties"]["UsagePlanName"]: p["Properties"] for p in resources(template, "AWS::ApiGateway::UsagePlan").values()}
+    assert plans["a"]["Throttle"] == {"RateLimit": 5, "BurstLimit": 10}
+    assert plans["a"]["Quota"] == {"Limit": 1000, "Period": "DAY"}
+    assert plans["b"]["Throttle"] == {"RateLimit": 2, "BurstLimit": 4} and "Quota" not in plans["b"]
+    assert len(resources(template, "AWS::ApiGateway::ApiKey")) == 2
+    assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 2
+
+
+def test_stage_throttles_traces_and_logs_json(template: dict) -> None:
+    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "dev" and stage["TracingEnabled"] is True
+    settings = stage["MethodSettings"][0]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (10, 20)
+    assert settings["DataTraceEnabled"] is False and settings["LoggingLevel"] == "ERROR"
+    fields = json.loads(stage["AccessLogSetting"]["Format"])
+    assert fields["status"] == "$context.status" and fields["apiKeyId"] == "$context.identity.apiKeyId"
+
+
+def test_access_log_group_is_kms_encrypted_and_expires(template: dict) -> None:
+    group = only(template, "AWS::Logs::LogGroup")
+    assert "KmsKeyId" in group["Properties"] and group["Properties"]["RetentionInDays"] == 90
+    assert group["DeletionPolicy"] == "Retain"
+
+
+def test_429s_become_a_metric(template: dict) -> None:
+    f = only(template, "AWS::Logs::MetricFilter")["Properties"]
+    assert f["FilterPattern"] == "{ $.status = 429 }"
+    assert f["MetricTransformations"][0]["Dimensions"] == [{"Key": "ApiId", "Value": "$.apiId"}]
+
+
+def test_custom_domain_with_alias_record() -> None:
+    s, props = parts()
+    zone = route53.HostedZone.from_hosted_zone_attributes(s, "Zone", hosted_zone_id="Z123", zone_name="example.com")
+    cert = acm.Certificate.from_certificate_arn(s, "Cert", CERT)
+    fd = LlmFrontDoor(s, "FrontDoor", custom_domain=CustomDomainProps("llm.example.com", cert, zone), **props)
+    t = Template.from_stack(s).to_json()
+    domain = only(t, "AWS::ApiGateway::DomainName")["Properties"]
+    assert domain["RegionalCertificateArn"] == CERT and domain["SecurityPolicy"] == "TLS_1_2"
+    assert only(t, "AWS::Route53::RecordSet")["Properties"]["Name"] == "llm.example.com."
+    assert len(resources(t, "AWS::ApiGateway::BasePathMapping")) == 1
+    assert fd.url == "https://llm.example.com/"
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"tenants": []}, "at least one tenant"),
+        ({"tenants": [TenantPlan("a", 1, 1), TenantPlan("a", 1, 1)]}, "unique"),
+        ({"tenants": [TenantPlan("a", 100, 1)]}, "exceeds"),
+        ({"routes": [Route("/v1/x/", "GET", False)]}, "route paths"),
+        ({"stream_timeout": cdk.Duration.minutes(20)}, "stream_timeout"),
+        ({"backend_port": 0}, "not a port"),
+    ],
+)
+def test_contradictory_props_are_rejected(change: dict, message: str) -> None:
+    s, props = parts()
+    with pytest.raises(ValueError, match=message):
+        LlmFrontDoor(s, "FrontDoor", **{**props, **change})
+
+
+# --- WAF ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def waf_template() -> dict:
+    s = cdk.Stack(cdk.App(), "W", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    waf = RegionalWebAcl(s, "Waf", rate_limit=500)
+    waf.associate("Assoc", "arn:aws:apigateway:eu-west-1::/restapis/abc/stages/dev")
+    return Template.from_stack(s).to_json()
+
+
+def test_waf_has_managed_groups_then_rate_rule(waf_template: dict) -> None:
+    acl = only(waf_template, "AWS::WAFv2::WebACL")["Properties"]
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    groups = [r["Statement"]["ManagedRuleGroupStatement"]["Name"] for r in acl["Rules"][:-1]]
+    assert groups == list(DEFAULT_MANAGED_RULE_GROUPS)
+    rate = acl["Rules"][-1]
+    assert rate["Action"] == {"Block": {}}
+    assert rate["Statement"]["RateBasedStatement"] == {"AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": 500}
+
+
+def test_waf_counts_only_the_body_size_rule(waf_template: dict) -> None:
+    common = only(waf_template, "AWS::WAFv2::WebACL")["Properties"]["Rules"][0]["Statement"]["ManagedRuleGroupStatement"]
+    assert common["RuleActionOverrides"] == [{"ActionToUse": {"Count": {}}, "Name": "SizeRestrictions_BODY"}]
+
+
+def test_waf_logs_redact_keys(waf_template: dict) -> None:
+    logging = only(waf_template, "AWS::WAFv2::LoggingConfiguration")["Properties"]
+    assert {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]} == {"x-api-key", "authorization"}
+    group = only(waf_template, "AWS::Logs::LogGroup")["Properties"]
+    assert group["LogGroupName"].startswith("aws-waf-logs-") and "KmsKeyId" in group
+
+
+@pytest.mark.parametrize("change,message", [({"rate_limit": 10}, "rate_limit"), ({"count_only": {"Nope": ("x",)}}, "Nope")])
+def test_waf_rejects_bad_props(change: dict, message: str) -> None:
+    s = cdk.Stack(cdk.App(), "W")
+    with pytest.raises(ValueError, match=message):
+        RegionalWebAcl(s, "Waf", **change)
