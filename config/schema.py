@@ -23,7 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from llm_hosting_constructs.sizing import ModelArchitecture
+from llm_hosting_constructs.sizing import (
+    ModelArchitecture,
+    SizingError,
+    check,
+    get_model,
+    instance_registered_resources,
+    plan,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -126,6 +133,24 @@ class EcsConfig(Strict):
     )
     efs_throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode.")
     off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
+    hf_hub_offline: bool = Field(
+        True,
+        description="Serve only from the pre-warmed EFS cache (HF_HUB_OFFLINE=1, cache mounted read-only). "
+        "false lets vLLM download on first start (needs NAT egress) and mounts the cache read-write.",
+    )
+    root_volume_gib: int = Field(
+        200, ge=100, le=2000, description="Encrypted gp3 root volume of each GPU host (the vLLM image is ~25 GB unpacked)."
+    )
+    health_check_grace_period_seconds: int = Field(
+        900, ge=600, le=1200, description="Time a new task gets to load the model before health checks count."
+    )
+    scale_requests_per_target: int = Field(
+        300, ge=1, le=100_000, description="Target tracking: ALB requests per task per minute."
+    )
+    scale_queue_depth: int = Field(
+        8, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
+    )
+    alb_access_logs: bool = Field(False, description="ALB access logs to an encrypted, retained S3 bucket (prod).")
 
     @model_validator(mode="after")
     def _capacity(self) -> EcsConfig:
@@ -323,6 +348,18 @@ class EnvironmentConfig(Strict):
                 f"api.custom_domain.certificate_arn is in {domain.certificate_arn.split(':')[3]}; a regional API "
                 f"needs its certificate in {self.region}"
             )
+        if self.ecs and self.network.nat_gateways == 0:
+            if not self.ecs.hf_hub_offline:
+                raise ValueError(
+                    "ecs.hf_hub_offline is false but network.nat_gateways is 0: vLLM cannot reach the Hugging Face Hub "
+                    "from a closed VPC; pre-warm the cache and set hf_hub_offline true, or add a NAT gateway"
+                )
+            ecr = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
+            if not self.ecs.vllm_image.startswith(ecr):
+                raise ValueError(
+                    f"ecs.vllm_image {self.ecs.vllm_image!r} is pulled from the internet but network.nat_gateways is 0; "
+                    f"mirror it into ECR (e.g. a pull-through cache) and use {ecr}<repository>:<tag>"
+                )
         if self.ecs and self.ecs.off_hours and self.retain_stateful:
             raise ValueError("ecs.off_hours (scale to zero at night) is for non-prod; retain_stateful marks this env as prod-like")
         return self
@@ -363,7 +400,62 @@ def load_environment(path: Path) -> EnvironmentConfig:
         raise ConfigError(_format(path, exc)) from None
     if cfg.name != path.stem:
         raise ConfigError(f"{path}: name: is {cfg.name!r} but must equal the file name {path.stem!r}")
+    if cfg.ecs is not None:
+        check_ecs_sizing(path, cfg)
     return cfg
+
+
+# --------------------------------------------------------------------------- sizing at synth
+# One function per backend; each turns the sizing module's verdict into one ConfigError line.
+
+
+def ecs_task_resources(instance_type: str) -> tuple[int, int]:
+    """(cpu_units, memory_mib) of the serving task: everything the GPU host registers with ECS.
+
+    One task per host, so the task reserves the whole instance; app.py sizes the task definition
+    with this and the check below verifies it against the sizing module's registration figures.
+    """
+    return instance_registered_resources(instance_type)
+
+
+def _sizing_field(problem: str) -> str:
+    if "tensor_parallel_size" in problem:
+        return "model.tensor_parallel_size"
+    if problem.startswith("max_model_len") or "lower max_model_len" in problem:
+        return "model.max_model_len"
+    if "not in the sizing catalog" in problem:
+        return "model.id"
+    return "ecs.instance_type"
+
+
+def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
+    """Model on `ecs.instance_type` as configured: fits the GPUs, valid TP size, task within the host."""
+    assert cfg.ecs is not None
+    m = cfg.model
+    try:
+        model = get_model(m.id, m.architecture)
+        cpu_units, memory_mib = ecs_task_resources(cfg.ecs.instance_type)
+    except SizingError as exc:
+        field = "model.id" if "sizing catalog" in str(exc) else "ecs.instance_type"
+        raise ConfigError(f"{path}: {field}: {exc}") from None
+    report = plan(
+        model,
+        cfg.ecs.instance_type,
+        dtype=m.dtype,
+        quantization=None if m.quantization == "none" else m.quantization,
+        kv_cache_dtype=m.kv_cache_dtype,
+        max_model_len=m.max_model_len,
+        tensor_parallel_size=m.tensor_parallel_size,
+        gpu_memory_utilization=cfg.ecs.gpu_memory_utilization,
+        max_num_seqs=cfg.ecs.max_num_seqs,
+        task_cpu_units=cpu_units,
+        task_memory_mib=memory_mib,
+    )
+    try:
+        check(report)
+    except SizingError:
+        lines = "; ".join(f"{_sizing_field(p)}: {p}" for p in report.problems)
+        raise ConfigError(f"{path}: {lines}") from None
 
 
 def load_all(config_dir: Path = CONFIG_DIR) -> list[EnvironmentConfig]:

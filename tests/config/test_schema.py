@@ -82,6 +82,19 @@ INVALID = {
     "threshold-latency-above-buffered-timeout": ({"monitoring__thresholds": {"api_latency_p99_ms": 60000}}, ["monitoring.thresholds.api_latency_p99_ms", "29000"]),
     "threshold-unknown": ({"monitoring__thresholds": {"ttft_p99_ms": 100}}, ["monitoring.thresholds.ttft_p99_ms", "unknown field"]),
     "threshold-tasks-window-too-short": ({"monitoring__thresholds": {"tasks_below_desired_minutes": 1}}, ["monitoring.thresholds.tasks_below_desired_minutes", "5"]),
+    # serving on ECS: sizing at synth (the figures are worked out in tests/constructs/sizing) and deploy-time pitfalls
+    "ecs-70b-fp16-on-g5-2xlarge": ({"model__id": "meta-llama/Llama-3.1-70B-Instruct", "ecs__instance_type": "g5.2xlarge"}, ["ecs.instance_type", "does not fit g5.2xlarge", "smallest that fit", "g6e.12xlarge (TP 4)"]),
+    "ecs-tp-2-on-one-gpu": ({"model__tensor_parallel_size": 2}, ["model.tensor_parallel_size", "exceeds the 1 GPU(s) of g6.2xlarge"]),
+    "ecs-tp-not-dividing-heads": ({"model__tensor_parallel_size": 3, "ecs__instance_type": "g6.12xlarge"}, ["model.tensor_parallel_size", "does not divide the 32 attention heads", "valid sizes: 1, 2, 4, 8"]),
+    "ecs-context-beyond-kv-cache": ({"model__max_model_len": 131072}, ["model.max_model_len", "lower max_model_len to at most"]),
+    "ecs-instance-not-in-catalog": ({"ecs__instance_type": "g4dn.xlarge"}, ["ecs.instance_type", "not in the GPU catalog", "g6e"]),
+    "ecs-sagemaker-instance-type": ({"ecs__instance_type": "ml.g5.2xlarge"}, ["ecs.instance_type", "g5.2xlarge"]),
+    "ecs-model-not-in-catalog": ({"model__id": "acme/secret-13b"}, ["model.id", "custom architecture"]),
+    "ecs-hub-online-in-closed-vpc": ({"network__nat_gateways": 0}, ["ecs.hf_hub_offline", "nat_gateways is 0"]),
+    "ecs-public-image-in-closed-vpc": ({"network__nat_gateways": 0, "ecs__hf_hub_offline": True}, ["ecs.vllm_image", "111111111111.dkr.ecr.us-east-1.amazonaws.com/"]),
+    "ecs-grace-period-too-short": ({"ecs__health_check_grace_period_seconds": 300}, ["ecs.health_check_grace_period_seconds", "600"]),
+    "ecs-root-volume-too-small": ({"ecs__root_volume_gib": 30}, ["ecs.root_volume_gib", "100"]),
+    "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
 }
 
 
