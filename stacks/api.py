@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -89,6 +89,14 @@ class ApiStack(Stack):
                 removal_policy=removal_policy,
             )
             self.waf.associate("StageAssociation", self.front_door.stage.stage_arn)
+        else:
+            Validations.of(self.front_door.stage).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-APIG3",
+                    reason="WAF is switched off for this environment in config (api.waf_enabled: false, dev); "
+                    "API keys, usage plans and stage throttling still apply.",
+                )
+            )
 
         CfnOutput(self, outputs.API_URL, value=self.front_door.url, description="Invoke URL of the API")
         CfnOutput(
