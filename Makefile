@@ -24,7 +24,13 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.stamp-app node_modules/.stamp
+# The ops CLI `llmhost` (ops/): its pinned dependencies, then the package itself.
+$(VENV)/.stamp-ops: $(VENV)/.stamp-app requirements-ops.txt ops/pyproject.toml
+	$(PIP) -r requirements-ops.txt
+	$(PIP) --no-deps -e ./ops
+	touch $@
+
+install: $(VENV)/.stamp-app $(VENV)/.stamp-ops node_modules/.stamp
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-app requirements-dev.txt containers/gateway/requirements.txt
 	$(PIP) -r requirements-dev.txt -r containers/gateway/requirements.txt
