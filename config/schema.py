@@ -151,6 +151,7 @@ class EcsConfig(Strict):
         8, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
     )
     alb_access_logs: bool = Field(False, description="ALB access logs to an encrypted, retained S3 bucket (prod).")
+    log_retention_days: LogRetentionDays = Field(90, description="Retention of the vLLM, gateway and pre-warm log groups.")
 
     @model_validator(mode="after")
     def _capacity(self) -> EcsConfig:
