@@ -31,9 +31,11 @@ def request(
     return r.status, {k.lower(): v for k, v in r.getheaders()}, out
 
 
-def open_stream(base_url: str, path: str, body: Any, key: str | None = None, timeout: float = 60) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+def open_stream(
+    base_url: str, path: str, body: Any, key: str | None = None, timeout: float = 60, headers: dict[str, str] | None = None
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     c = conn(base_url, timeout)
-    h = {"content-type": "application/json"}
+    h = {"content-type": "application/json", **(headers or {})}
     if key:
         h["authorization"] = f"Bearer {key}"
     c.request("POST", path, body=json.dumps(body).encode(), headers=h)

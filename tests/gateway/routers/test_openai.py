@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from containers.gateway.app.core import contract
-from tests.gateway.helpers import error_of, open_stream, request, sse_events
+from tests.gateway.helpers import error_of, open_stream, request, sse_events, wait_until
 
 MSG = [{"role": "user", "content": "hello gateway"}]
 
@@ -155,11 +155,9 @@ def test_one_log_line_per_request_without_prompt_text(openai_client: openai.Open
         model=gateway_server.model, messages=[{"role": "user", "content": secret}], max_tokens=3,
         extra_body={"ignore_eos": True}, extra_headers={"x-request-id": rid},
     )
-    log = gateway_server.log.read_text()
-    assert secret not in log
-    lines = [json.loads(line) for line in log.splitlines() if rid in line]
-    assert len(lines) == 1
-    rec = lines[0]
+    assert wait_until(lambda: len(_log_lines(gateway_server, rid)) == 1, timeout=5)
+    assert secret not in gateway_server.log.read_text()
+    rec = _log_lines(gateway_server, rid)[0]
     assert rec["key_id"] == "test" and rec["status"] == 200 and rec["model"] == gateway_server.model
     assert rec["prompt_tokens"] > 0 and rec["completion_tokens"] == 3 and rec["latency_ms"] > 0
     assert "prompt" not in rec and "completion" not in rec
@@ -171,19 +169,20 @@ def test_one_log_line_per_request_without_prompt_text(openai_client: openai.Open
     assert rec[contract.METRIC_COMPLETION_TOKENS] == 3
 
 
+def _log_lines(gateway_server, rid: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    return [json.loads(line) for line in gateway_server.log.read_text().splitlines() if rid in line]
+
+
 def test_streaming_log_line_has_ttft_and_tokens(gateway_server) -> None:  # type: ignore[no-untyped-def]
     rid = uuid.uuid4().hex
     c, r = open_stream(gateway_server.base_url, "/v1/chat/completions",
                        {"model": gateway_server.model, "messages": MSG, "max_tokens": 4, "stream": True, "ignore_eos": True},
-                       gateway_server.api_key)
-    c.sock.settimeout(60)
+                       gateway_server.api_key, headers={"x-request-id": rid})
+    assert r.getheader(contract.REQUEST_ID_HEADER) == rid
     list(sse_events(r))
     c.close()
-    import time
-
-    time.sleep(0.2)
-    rec = next(json.loads(line) for line in gateway_server.log.read_text().splitlines() if '"request_id"' in line and rid not in line and False) if False else None  # noqa: E501
-    recs = [json.loads(line) for line in gateway_server.log.read_text().splitlines() if '"logger":"gateway.request"' in line]
-    rec = [x for x in recs if x["stream"] and x["route"] == "chat_completions"][-1]
-    assert rec["completion_tokens"] == 4 and rec["ttft_ms"] is not None and rec["ttft_ms"] <= rec["latency_ms"]
+    assert wait_until(lambda: len(_log_lines(gateway_server, rid)) == 1, timeout=5)
+    rec = _log_lines(gateway_server, rid)[0]
+    assert rec["stream"] and rec["completion_tokens"] == 4 and rec["prompt_tokens"] > 0
+    assert rec["ttft_ms"] is not None and 0 < rec["ttft_ms"] <= rec["latency_ms"]
     assert contract.METRIC_TTFT in {m["Name"] for m in rec["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
