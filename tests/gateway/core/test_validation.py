@@ -27,6 +27,7 @@ def _chat(**kw: Any) -> dict[str, Any]:
         (_chat(messages=[]), 400, "messages"),
         (_chat(messages=[{"role": "user", "content": "x"}] * 5), 400, "messages"),
         (_chat(messages=[{"role": "root", "content": "x"}]), 400, "messages[0].role"),
+        (_chat(messages=[{"role": {}, "content": "x"}]), 400, "messages[0].role"),  # found by the fuzzer
         (_chat(messages=[{"role": "user", "content": "x"}, "hi"]), 400, "messages[1]"),
         (_chat(messages=[{"role": "user", "content": "x" * 51}]), 400, "messages[0].content"),
         (_chat(messages=[{"role": "user", "content": [{"type": "text", "text": "x" * 51}]}]), 400, "messages[0].content"),

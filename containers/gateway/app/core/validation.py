@@ -108,7 +108,7 @@ def validate_chat(body: Any, s: Settings, models: Collection[str] | None) -> str
         if type(m) is not dict:
             raise _bad(f"messages[{i}]", "must be an object with 'role' and 'content'")
         role = m.get("role")
-        if role not in CHAT_ROLES:
+        if type(role) is not str or role not in CHAT_ROLES:
             raise _bad(f"messages[{i}].role", f"must be one of {', '.join(sorted(CHAT_ROLES))}")
         if _text_len(m.get("content"), f"messages[{i}].content") > limit:
             raise _bad(f"messages[{i}].content", f"longer than the limit of {limit} characters", code="message_too_long")
