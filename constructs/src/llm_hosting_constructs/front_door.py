@@ -202,7 +202,7 @@ class LlmFrontDoor(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
-            rest_api_name=api_name or Names.unique_id(self),
+            rest_api_name=api_name or Names.unique_id(self),  # also the ApiName of its metrics
             description="OpenAI-compatible LLM API (private integration to the internal ALB)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
@@ -222,6 +222,10 @@ class LlmFrontDoor(Construct):
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
         self.stage = self.api.deployment_stage
+        self.api_name = api_name or Names.unique_id(self)
+        self.stage_name = stage_name
+        # The L2 adds an "Endpoint" output of its own; stacks publish the URL under their own key.
+        self.api.node.try_remove_child("Endpoint")
         cfn_stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
         cfn_stage.add_metadata(
             "checkov",
@@ -358,8 +362,8 @@ class LlmFrontDoor(Construct):
     def signals(self) -> ApiRef:
         """This API as the monitoring signals name it (ApiName, Stage, ApiId, buffered routes)."""
         return ApiRef(
-            api_name=self.api.rest_api_name,
-            stage_name=self.stage.stage_name,
+            api_name=self.api_name,
+            stage_name=self.stage_name,
             api_id=self.api.rest_api_id,
             buffered_routes=tuple((r.method, r.path) for r in self.routes if not r.streaming),
             throttled_namespace=THROTTLED_METRIC_NAMESPACE,
