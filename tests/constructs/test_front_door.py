@@ -95,6 +95,13 @@ def test_stage_name_never_reaches_the_backend(template: dict) -> None:
         assert path == f":80{route.split(' ')[1]}" and "/dev" not in path
 
 
+def test_nothing_that_streaming_cannot_do(template: dict) -> None:
+    """Streaming integrations support no content encoding and no endpoint cache."""
+    assert "MinimumCompressionSize" not in only(template, "AWS::ApiGateway::RestApi")["Properties"]
+    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert not stage.get("CacheClusterEnabled") and all(not m.get("CachingEnabled") for m in stage["MethodSettings"])
+
+
 def test_every_method_requires_an_api_key(template: dict) -> None:
     assert all(p["ApiKeyRequired"] is True for p in methods(template).values())
     assert only(template, "AWS::ApiGateway::RestApi")["Properties"]["ApiKeySourceType"] == "HEADER"

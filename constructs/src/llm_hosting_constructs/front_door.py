@@ -114,7 +114,8 @@ class LlmFrontDoor(Construct):
     Safe defaults: every method requires an API key; only `routes` reach the backend (each a
     fixed path, so the stage name never reaches the backend and nothing else is proxied); the
     streaming routes use `ResponseTransferMode.STREAM` with `stream_timeout` (default and most
-    15 min), the rest are buffered with 29 s; default method throttling `rate_limit`/`burst_limit`;
+    15 min), the rest are buffered with 29 s; no response compression and no cache (streaming
+    supports neither); default method throttling `rate_limit`/`burst_limit`;
     JSON access logs to a log group encrypted with a customer-managed KMS key and kept
     `access_log_retention`; X-Ray tracing; execution logging at ERROR only (no bodies).
 
@@ -233,8 +234,8 @@ class LlmFrontDoor(Construct):
                 "skip": [
                     {
                         "id": "CKV_AWS_120",
-                        "comment": "No response cache: LLM answers are per request (sampling, per-tenant data) "
-                        "and mostly streamed; a cache would serve one tenant's answer to another.",
+                        "comment": "No response cache: streaming integrations cannot use endpoint caching, and LLM "
+                        "answers are per request (sampling, per-tenant data); a cache would leak them across tenants.",
                     }
                 ]
             },
