@@ -15,9 +15,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 
-from config.schema import CONFIG_DIR, ConfigError, EnvironmentConfig, load_all
-from llm_hosting_constructs import outputs
+from config.schema import CONFIG_DIR, ConfigError, EnvironmentConfig, load_all, sagemaker_token_limits
+from llm_hosting_constructs import outputs, sagemaker_container
 from stacks.network import NetworkStack
+from stacks.sagemaker import SageMakerSettings, SageMakerStack
 
 
 def _removal(cfg: EnvironmentConfig) -> cdk.RemovalPolicy:
@@ -38,7 +39,7 @@ RETENTION: dict[int, logs.RetentionDays] = {
 def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     """All stacks of one environment, wired together."""
     stage = cdk.Stage(app, cfg.name, env=cdk.Environment(account=cfg.account, region=cfg.region))
-    NetworkStack(
+    network = NetworkStack(
         stage,
         outputs.NETWORK,
         description=f"llm-hosting {cfg.name}: VPC, flow logs, VPC endpoints",
@@ -49,9 +50,81 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
         removal_policy=_removal(cfg),
         termination_protection=cfg.retain_stateful,
     )
+    if "sagemaker" in cfg.backends:
+        build_sagemaker(stage, cfg, network)
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)
     return stage
+
+
+def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:
+    """Config -> props of the SageMaker stack (the alternative backend)."""
+    assert cfg.sagemaker is not None
+    sm, m = cfg.sagemaker, cfg.model
+    max_input_tokens, prefill_tokens = sagemaker_token_limits(cfg)
+    from_s3 = sm.weights == "s3"
+    environment = sagemaker_container.container_environment(
+        sm.container,
+        model=sagemaker_container.MODEL_DIR if from_s3 else m.id,
+        revision=None if from_s3 else m.revision,
+        served_name=m.served_name,
+        num_gpus=m.tensor_parallel_size,
+        max_model_len=m.max_model_len,
+        max_input_tokens=max_input_tokens,
+        max_batch_prefill_tokens=prefill_tokens,
+        max_concurrent_requests=sm.max_concurrent_requests,
+        dtype=m.dtype,
+        quantization=None if m.quantization == "none" else m.quantization,
+        kv_cache_dtype=m.kv_cache_dtype,
+    )
+    if sm.hf_token_secret_name:
+        # Resolved by CloudFormation at deploy: never in the template, but readable in the model's
+        # environment by anyone allowed sagemaker:DescribeModel (docs/sagemaker.md).
+        environment["HF_TOKEN"] = f"{{{{resolve:secretsmanager:{sm.hf_token_secret_name}:SecretString}}}}"
+    thresholds = cfg.monitoring.thresholds
+    return SageMakerSettings(
+        endpoint_name=f"{cfg.name}-{m.served_name}",
+        image_uri=sagemaker_container.image_uri(
+            sm.container,
+            version=getattr(sm.image_versions, sm.container),
+            region=cfg.region,
+            instance_type=sm.instance_type,
+        ),
+        environment=environment,
+        instance_type=sm.instance_type,
+        instance_count=sm.instance_count,
+        min_capacity=sm.min_capacity,
+        max_capacity=sm.max_capacity,
+        model_data_s3_uri=sm.model_data_s3_uri,
+        model_data_kms_key_arn=sm.model_data_kms_key_arn,
+        volume_kms_key_arn=sm.volume_kms_key_arn,
+        container_startup_timeout_s=sm.container_startup_timeout_seconds,
+        model_download_timeout_s=sm.model_download_timeout_seconds,
+        data_capture_percent=sm.data_capture.sampling_percentage if sm.data_capture else None,
+        data_capture_retention_days=sm.data_capture.retention_days if sm.data_capture else 30,
+        target_invocations_per_instance=sm.target_invocations_per_instance,
+        scale_in_cooldown_s=sm.scale_in_cooldown_seconds,
+        scale_out_cooldown_s=sm.scale_out_cooldown_seconds,
+        rollback_5xx_errors=thresholds.sagemaker_5xx,
+        rollback_latency_p99_ms=thresholds.sagemaker_model_latency_p99_ms,
+        bake_s=sm.rollback_bake_seconds,
+        log_retention=RETENTION[sm.log_retention_days],
+        off_hours_crons=(sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron) if sm.off_hours else None,
+    )
+
+
+def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack) -> SageMakerStack:
+    """The SageMaker backend: endpoint in the network stack's private subnets, with auto scaling."""
+    assert cfg.sagemaker is not None
+    return SageMakerStack(
+        stage,
+        outputs.SAGEMAKER,
+        description=f"llm-hosting {cfg.name}: SageMaker real-time endpoint ({cfg.sagemaker.container}), auto scaling",
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        settings=sagemaker_settings(cfg),
+        removal_policy=_removal(cfg),
+    )
 
 
 def build_app() -> cdk.App:

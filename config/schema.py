@@ -23,10 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
     SizingError,
     check,
+    get_instance,
     get_model,
     instance_registered_resources,
     plan,
@@ -163,18 +165,102 @@ class EcsConfig(Strict):
         return self
 
 
+S3PrefixUri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^/]+/)+$")]
+KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")]
+
+
+class SageMakerImageVersions(Strict):
+    """Image version per container, resolved offline at synth by the SageMaker Python SDK 3."""
+
+    tgi: str = Field("3.3.6", description="Hugging Face TGI DLC (huggingface-llm); 3.3.6 is the last one (maintenance mode).")
+    vllm: str = Field("0.29.0", description="Hugging Face vLLM DLC (huggingface-vllm).")
+    lmi: str = Field("0.38.0", description="AWS Large Model Inference DLC (djl-lmi).")
+
+
+class SageMakerDataCapture(Strict):
+    """Capture request and response payloads (prompts and completions!) to an encrypted bucket."""
+
+    sampling_percentage: int = Field(5, ge=1, le=100, description="Share of invocations captured.")
+    retention_days: int = Field(30, ge=1, le=3650, description="Captured payloads are deleted after this many days.")
+
+
 class SageMakerConfig(Strict):
     """A SageMaker real-time endpoint as the alternative backend."""
 
     instance_type: str = Field(description="ml.* GPU instance type.")
+    instance_count: int = Field(1, ge=1, le=100, description="Instances at first deploy; auto scaling moves it in min..max.")
     min_capacity: int = Field(1, ge=1, le=100, description="Real-time endpoints cannot scale to 0.")
     max_capacity: int = Field(2, ge=1, le=100, description="Most instances when scaled out.")
     container: Literal["tgi", "vllm", "lmi"] = Field("tgi", description="TGI (default, maintenance mode), vLLM DLC, LMI.")
+    image_versions: SageMakerImageVersions = Field(
+        SageMakerImageVersions(), description="Pinned image version of each container."
+    )
+    weights: Literal["s3", "hub"] = Field(
+        "s3",
+        description="s3 (recommended): uncompressed weights pre-staged under model_data_s3_uri, network isolation on. "
+        "hub: the container downloads from the Hugging Face Hub at start-up (needs NAT).",
+    )
+    model_data_s3_uri: S3PrefixUri | None = Field(
+        None, description="S3 prefix (ending in /) holding the model's files as in its Hub repo; required with weights: s3."
+    )
+    model_data_kms_key_arn: KmsKeyArn | None = Field(
+        None, description="KMS key that encrypts the weights' bucket, if not S3-managed; the role may decrypt with it."
+    )
+    hf_token_secret_name: str | None = Field(
+        None,
+        description="weights: hub only, for gated models: Secrets Manager secret resolved into the model's environment at "
+        "deploy (visible to anyone allowed sagemaker:DescribeModel; prefer weights: s3).",
+    )
+    max_input_tokens: int | None = Field(None, ge=1, description="Longest prompt; default model.max_model_len - 1.")
+    max_batch_prefill_tokens: int | None = Field(
+        None, ge=1, description="Tokens prefilled per batch (TGI MAX_BATCH_PREFILL_TOKENS, vLLM/LMI max_num_batched_tokens); "
+        "default model.max_model_len."
+    )
+    max_concurrent_requests: int = Field(128, ge=1, le=1024, description="Requests one instance serves at once.")
+    container_startup_timeout_seconds: int = Field(
+        1800, ge=60, le=3600, description="Time the container has to pass its health check (model load)."
+    )
+    model_download_timeout_seconds: int = Field(
+        1800, ge=60, le=3600, description="Time SageMaker has to download the weights from S3 to the instance."
+    )
+    volume_kms_key_arn: KmsKeyArn | None = Field(
+        None,
+        description="KMS key for the ML storage volume; only for instance types without local NVMe (they get a "
+        "generated key by default); CreateEndpointConfig rejects one for NVMe types.",
+    )
+    data_capture: SageMakerDataCapture | None = Field(None, description="Unset = prompts and completions are not captured.")
+    target_invocations_per_instance: int = Field(
+        30, ge=1, le=100_000, description="Target tracking: invocations per instance per minute."
+    )
+    scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600, description="Wait after a scale-in.")
+    scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600, description="Wait after a scale-out.")
+    off_hours: ScheduleConfig | None = Field(
+        None, description="Non-prod only: down to 1 instance at night (real-time endpoints cannot scale to 0)."
+    )
+    rollback_bake_seconds: int = Field(
+        600, ge=0, le=3600, description="Blue/green: how long the new fleet is watched by the rollback alarms."
+    )
+    log_retention_days: LogRetentionDays = Field(90, description="Retention of the endpoint's log group.")
 
     @model_validator(mode="after")
     def _capacity(self) -> SageMakerConfig:
-        if self.min_capacity > self.max_capacity:
-            raise ValueError(f"min_capacity ({self.min_capacity}) > max_capacity ({self.max_capacity})")
+        if not self.min_capacity <= self.instance_count <= self.max_capacity:
+            raise ValueError(
+                f"needs min_capacity <= instance_count <= max_capacity; got "
+                f"{self.min_capacity} / {self.instance_count} / {self.max_capacity}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _weights(self) -> SageMakerConfig:
+        if not self.instance_type.startswith("ml."):
+            raise ValueError(f"instance_type {self.instance_type!r} is not a SageMaker type; use ml.<type>, e.g. ml.g6e.2xlarge")
+        if self.weights == "s3" and self.model_data_s3_uri is None:
+            raise ValueError("weights: s3 needs model_data_s3_uri (s3://bucket/prefix/ with the uncompressed model files)")
+        if self.weights == "hub" and (self.model_data_s3_uri or self.model_data_kms_key_arn):
+            raise ValueError("weights: hub takes no model_data_s3_uri / model_data_kms_key_arn; use weights: s3 for those")
+        if self.weights == "s3" and self.hf_token_secret_name:
+            raise ValueError("hf_token_secret_name is for weights: hub only; with s3 the container never calls the Hub")
         return self
 
 
@@ -403,6 +489,8 @@ def load_environment(path: Path) -> EnvironmentConfig:
         raise ConfigError(f"{path}: name: is {cfg.name!r} but must equal the file name {path.stem!r}")
     if cfg.ecs is not None:
         check_ecs_sizing(path, cfg)
+    if cfg.sagemaker is not None:
+        check_sagemaker(path, cfg)
     return cfg
 
 
@@ -457,6 +545,67 @@ def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
     except SizingError:
         lines = "; ".join(f"{_sizing_field(p)}: {p}" for p in report.problems)
         raise ConfigError(f"{path}: {lines}") from None
+
+
+def sagemaker_token_limits(cfg: EnvironmentConfig) -> tuple[int, int]:
+    """(max_input_tokens, max_batch_prefill_tokens) of the SageMaker container, defaults applied."""
+    assert cfg.sagemaker is not None
+    sm, max_len = cfg.sagemaker, cfg.model.max_model_len
+    return (sm.max_input_tokens or max_len - 1, sm.max_batch_prefill_tokens or max_len)
+
+
+def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
+    """The SageMaker backend as configured: model fits the ml.* instance, token limits, KMS and
+    network rules SageMaker would reject at deploy, image resolvable for the region."""
+    assert cfg.sagemaker is not None
+    sm, m = cfg.sagemaker, cfg.model
+    try:
+        model = get_model(m.id, m.architecture)
+        instance = get_instance(sm.instance_type)
+    except SizingError as exc:
+        field = "model.id" if "sizing catalog" in str(exc) else "sagemaker.instance_type"
+        raise ConfigError(f"{path}: {field}: {exc}") from None
+    report = plan(
+        model,
+        instance,
+        dtype=m.dtype,
+        quantization=None if m.quantization == "none" else m.quantization,
+        kv_cache_dtype=m.kv_cache_dtype,
+        max_model_len=m.max_model_len,
+        tensor_parallel_size=m.tensor_parallel_size,
+        max_num_seqs=sm.max_concurrent_requests,
+    )
+    if report.problems:
+        lines = "; ".join(f"{_sizing_field(p).replace('ecs.', 'sagemaker.')}: {p}" for p in report.problems)
+        raise ConfigError(f"{path}: {lines}")
+    max_input, prefill = sagemaker_token_limits(cfg)
+    if max_input >= m.max_model_len:
+        raise ConfigError(
+            f"{path}: sagemaker.max_input_tokens: {max_input} must be below model.max_model_len ({m.max_model_len}) "
+            "to leave room for the completion"
+        )
+    if sm.container == "tgi" and prefill < max_input:
+        raise ConfigError(f"{path}: sagemaker.max_batch_prefill_tokens: TGI needs at least max_input_tokens ({max_input})")
+    if sm.volume_kms_key_arn and instance.has_local_nvme:
+        raise ConfigError(
+            f"{path}: sagemaker.volume_kms_key_arn: {sm.instance_type} has local NVMe storage (encrypted in hardware); "
+            "CreateEndpointConfig rejects a KMS key for it: remove volume_kms_key_arn"
+        )
+    if sm.weights == "hub" and cfg.network.nat_gateways == 0:
+        raise ConfigError(
+            f"{path}: sagemaker.weights: hub needs internet egress but network.nat_gateways is 0; "
+            "pre-stage the weights in S3 (weights: s3) or add a NAT gateway"
+        )
+    if sm.off_hours and cfg.retain_stateful:
+        raise ConfigError(
+            f"{path}: sagemaker.off_hours: is for non-prod; retain_stateful marks this environment as prod-like"
+        )
+    try:
+        container_image_uri(
+            sm.container, version=getattr(sm.image_versions, sm.container), region=cfg.region, instance_type=sm.instance_type
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{path}: sagemaker.image_versions.{sm.container}: {exc}") from None
 
 
 def load_all(config_dir: Path = CONFIG_DIR) -> list[EnvironmentConfig]:

@@ -1,0 +1,157 @@
+"""The SageMaker serving container: which image, and the environment that configures it.
+
+Pure Python (no aws-cdk-lib): the config schema validates with it and the stacks build props
+with it. The image URI is resolved offline at synth by the SageMaker Python SDK 3
+(``sagemaker.core.image_uris``, from the ``sagemaker-core`` distribution), imported lazily:
+it costs about 3 s, paid only by an app that deploys the SageMaker backend.
+
+Three containers, one engine each:
+
+- ``tgi``: Hugging Face TGI DLC (``huggingface-llm``). The default the product brief asks for,
+  but TGI is in maintenance mode since December 2025: 3.3.6 is its last DLC.
+- ``vllm``: Hugging Face vLLM DLC (``huggingface-vllm``), maintained; ``SM_VLLM_*`` variables
+  become vLLM flags (``SM_VLLM_MAX_MODEL_LEN=8192`` → ``--max-model-len 8192``).
+- ``lmi``: AWS Large Model Inference (``djl-lmi``, vLLM inside), maintained; ``OPTION_*``
+  variables configure it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+Container = Literal["tgi", "vllm", "lmi"]
+
+SDK_FRAMEWORK: dict[str, str] = {"tgi": "huggingface-llm", "vllm": "huggingface-vllm", "lmi": "djl-lmi"}
+"""Container choice → the SDK's framework name for ``image_uris.retrieve``."""
+
+DEFAULT_VERSIONS: dict[str, str] = {"tgi": "3.3.6", "vllm": "0.29.0", "lmi": "0.38.0"}
+"""Pinned image versions (each listed by sagemaker-core 2.27.0). 3.3.6 is the last TGI DLC."""
+
+MODEL_DIR = "/opt/ml/model"
+"""Where SageMaker puts the weights given as ``ModelDataSource`` (uncompressed S3 prefix)."""
+
+_ECR_URI = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+$")
+
+
+@dataclass(frozen=True)
+class EcrImage:
+    uri: str
+    account: str
+    region: str
+    repository: str
+
+
+@cache
+def image_uri(container: Container, *, version: str, region: str, instance_type: str) -> str:
+    """The DLC image URI of ``container`` at ``version`` in ``region``; offline, no AWS call.
+
+    Raises ``ValueError`` with one line when the SDK does not know the container, version or
+    region (its message lists the versions it knows).
+    """
+    if container not in SDK_FRAMEWORK:
+        raise ValueError(f"unknown container {container!r}; one of: {', '.join(SDK_FRAMEWORK)}")
+    from sagemaker.core import image_uris  # lazy: ~3 s of imports, only for the SageMaker backend
+
+    try:
+        return image_uris.retrieve(
+            SDK_FRAMEWORK[container],
+            region=region,
+            version=version,
+            image_scope="inference",
+            instance_type=instance_type,
+        )
+    except ValueError as exc:
+        first = str(exc).split(". You may need")[0]
+        raise ValueError(f"{container} image {version} in {region}: {first}") from None
+
+
+def parse_image_uri(uri: str) -> EcrImage:
+    """Account, region and repository of an ECR image URI (for the execution role's ECR scope)."""
+    match = _ECR_URI.match(uri)
+    if not match:
+        raise ValueError(f"not an ECR image URI: {uri!r}")
+    return EcrImage(uri=uri, account=match["account"], region=match["region"], repository=match["repo"])
+
+
+def container_environment(
+    container: Container,
+    *,
+    model: str,
+    revision: str | None,
+    served_name: str,
+    num_gpus: int,
+    max_model_len: int,
+    max_input_tokens: int,
+    max_batch_prefill_tokens: int,
+    max_concurrent_requests: int,
+    dtype: str,
+    quantization: str | None = None,
+    kv_cache_dtype: str = "auto",
+) -> dict[str, str]:
+    """The container environment for ``container``, from the model and its limits.
+
+    ``model`` is a Hugging Face id (weights from the Hub) or :data:`MODEL_DIR` (weights
+    pre-staged in S3); ``revision`` is only meaningful with a Hub id. No secret goes in here:
+    whatever is in a SageMaker model's environment is readable by anyone allowed
+    ``sagemaker:DescribeModel``.
+    """
+    if not 0 < max_input_tokens < max_model_len:
+        raise ValueError(f"max_input_tokens ({max_input_tokens}) must be in 1..max_model_len-1 ({max_model_len - 1})")
+    if num_gpus < 1 or max_batch_prefill_tokens < 1 or max_concurrent_requests < 1:
+        raise ValueError("num_gpus, max_batch_prefill_tokens and max_concurrent_requests must be at least 1")
+    from_hub = model != MODEL_DIR
+    if container == "tgi":
+        if max_batch_prefill_tokens < max_input_tokens:
+            raise ValueError(
+                f"TGI needs max_batch_prefill_tokens ({max_batch_prefill_tokens}) >= max_input_tokens ({max_input_tokens})"
+            )
+        env = {
+            "HF_MODEL_ID": model,
+            "SM_NUM_GPUS": str(num_gpus),
+            "MAX_INPUT_TOKENS": str(max_input_tokens),
+            "MAX_TOTAL_TOKENS": str(max_model_len),
+            "MAX_BATCH_PREFILL_TOKENS": str(max_batch_prefill_tokens),
+            "MAX_CONCURRENT_REQUESTS": str(max_concurrent_requests),
+            "DTYPE": dtype,
+            "MESSAGES_API_ENABLED": "true",
+        }
+        if quantization:
+            env["QUANTIZE"] = quantization
+        if from_hub and revision:
+            env["HF_MODEL_REVISION"] = revision
+        return env
+    if container == "vllm":
+        env = {
+            "SM_VLLM_MODEL": model,
+            "SM_VLLM_SERVED_MODEL_NAME": served_name,
+            "SM_VLLM_TENSOR_PARALLEL_SIZE": str(num_gpus),
+            "SM_VLLM_MAX_MODEL_LEN": str(max_model_len),
+            "SM_VLLM_MAX_NUM_BATCHED_TOKENS": str(max_batch_prefill_tokens),
+            "SM_VLLM_MAX_NUM_SEQS": str(max_concurrent_requests),
+            "SM_VLLM_DTYPE": dtype,
+            "SM_VLLM_KV_CACHE_DTYPE": kv_cache_dtype,
+        }
+        if quantization:
+            env["SM_VLLM_QUANTIZATION"] = quantization
+        if from_hub and revision:
+            env["SM_VLLM_REVISION"] = revision
+        return env
+    if container == "lmi":
+        env = {
+            "HF_MODEL_ID": model,
+            "OPTION_TENSOR_PARALLEL_DEGREE": str(num_gpus),
+            "OPTION_MAX_MODEL_LEN": str(max_model_len),
+            "OPTION_MAX_NUM_BATCHED_TOKENS": str(max_batch_prefill_tokens),
+            "OPTION_MAX_ROLLING_BATCH_SIZE": str(max_concurrent_requests),
+            "OPTION_DTYPE": dtype,
+            "OPTION_KV_CACHE_DTYPE": kv_cache_dtype,
+        }
+        if quantization:
+            env["OPTION_QUANTIZE"] = quantization
+        if from_hub and revision:
+            env["OPTION_REVISION"] = revision
+        return env
+    raise ValueError(f"unknown container {container!r}; one of: {', '.join(SDK_FRAMEWORK)}")

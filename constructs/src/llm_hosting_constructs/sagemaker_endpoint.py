@@ -1,0 +1,505 @@
+"""A SageMaker real-time endpoint for an LLM container, in private subnets, with least privilege."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from aws_cdk import Acknowledgment, ArnFormat, CfnResource, Duration, RemovalPolicy, Stack, Token, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from .sagemaker_container import EcrImage, parse_image_uri
+from .sizing import InstanceType, get_instance
+
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+S3_PREFIX_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>(?:[^/]+/)+)$")
+CAPTURE_PREFIX = "captures"
+TIMEOUT_RANGE = (60, 3600)  # ContainerStartupHealthCheckTimeoutInSeconds / ModelDataDownloadTimeoutInSeconds
+
+
+def _checkov_skip(resource: Construct, check: str, comment: str) -> None:
+    """Inline checkov suppression on one resource (the narrowest scope checkov offers)."""
+    cfn = resource if isinstance(resource, CfnResource) else resource.node.default_child
+    assert isinstance(cfn, CfnResource)
+    skips = cfn.get_metadata("checkov") or {"skip": []}
+    skips["skip"].append({"id": check, "comment": comment})
+    cfn.add_metadata("checkov", skips)
+
+
+class SageMakerEndpoint(Construct):
+    """Model, endpoint config and endpoint for one LLM container on ``ml.*`` GPU instances.
+
+    Safe defaults:
+
+    - Weights pre-staged uncompressed in S3 (``model_data_s3_uri``, a prefix ending in ``/``)
+      reach the container as ``ModelDataSource`` at ``/opt/ml/model``, and the container runs
+      with network isolation: it can reach nothing, not even the Hub. Without
+      ``model_data_s3_uri`` the container pulls from the Hugging Face Hub and so needs network
+      (isolation off, and a NAT route from the subnets).
+    - Its own execution role, scoped to the model's S3 prefix, the image's ECR repository, the
+      endpoint's log group, SageMaker's metric namespace, the VPC's network interfaces and the
+      rollback alarms. No managed policy.
+    - Its own security group in the given (private) subnets: no ingress, egress HTTPS only.
+    - Start-up health check and model download timeouts of 30 minutes (60–3600 s allowed).
+    - A customer-managed KMS key (rotated) for the log group, the data-capture bucket and, only
+      where the instance type has no local NVMe storage, the ML storage volume: SageMaker
+      rejects a volume key for instance types with instance storage (they encrypt it in
+      hardware), so ``volume_kms_key`` with such a type is a ``ValueError`` here.
+    - Blue/green updates (all at once, then ``bake_time`` watching two alarms: invocation 5XX
+      errors and p99 model latency) with automatic rollback when either fires.
+    - Data capture off (prompts and completions are not stored) unless
+      ``data_capture_percent`` is given; then to a KMS-encrypted, versioned, SSL-only bucket.
+
+    Attributes: ``role``, ``security_group``, ``key``, ``log_group``, ``model``, ``endpoint_config``,
+    ``endpoint``, ``endpoint_name``, ``variant_name``, ``volume_kms_key`` (None on NVMe types),
+    ``data_capture_bucket`` (None when off), ``rollback_alarms``, ``instance``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        endpoint_name: str,
+        image_uri: str,
+        environment: Mapping[str, str],
+        instance_type: str | InstanceType,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        instance_count: int = 1,
+        variant_name: str = "AllTraffic",
+        model_data_s3_uri: str | None = None,
+        model_data_kms_key_arn: str | None = None,
+        network_isolation: bool | None = None,
+        container_startup_timeout: Duration = Duration.minutes(30),
+        model_download_timeout: Duration = Duration.minutes(30),
+        volume_kms_key: kms.IKey | None = None,
+        data_capture_percent: int | None = None,
+        data_capture_retention: Duration = Duration.days(30),
+        rollback_5xx_errors: int = 5,
+        rollback_latency_p99: Duration = Duration.seconds(60),
+        bake_time: Duration = Duration.minutes(10),
+        log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, id_)
+        instance = get_instance(instance_type) if isinstance(instance_type, str) else instance_type
+        isolate = model_data_s3_uri is not None if network_isolation is None else network_isolation
+        s3_match = S3_PREFIX_URI.match(model_data_s3_uri) if model_data_s3_uri else None
+        startup_s, download_s = container_startup_timeout.to_seconds(), model_download_timeout.to_seconds()
+        if not ENDPOINT_NAME.match(endpoint_name):
+            raise ValueError(f"SageMakerEndpoint: endpoint_name {endpoint_name!r} must match {ENDPOINT_NAME.pattern}")
+        if not instance.is_sagemaker:
+            raise ValueError(f"SageMakerEndpoint: instance_type {instance.name!r} is not a SageMaker type (ml.*)")
+        if instance_count < 1:
+            raise ValueError("SageMakerEndpoint: instance_count must be at least 1 (real-time endpoints cannot run 0)")
+        if model_data_s3_uri is not None and s3_match is None:
+            raise ValueError(
+                f"SageMakerEndpoint: model_data_s3_uri {model_data_s3_uri!r} must be an S3 prefix s3://bucket/path/ "
+                "ending in '/' (uncompressed weights)"
+            )
+        if model_data_kms_key_arn and model_data_s3_uri is None:
+            raise ValueError("SageMakerEndpoint: model_data_kms_key_arn needs model_data_s3_uri")
+        if isolate and model_data_s3_uri is None:
+            raise ValueError(
+                "SageMakerEndpoint: network_isolation needs model_data_s3_uri; a container that pulls from the Hub needs network"
+            )
+        for name, secs in (("container_startup_timeout", startup_s), ("model_download_timeout", download_s)):
+            if not TIMEOUT_RANGE[0] <= secs <= TIMEOUT_RANGE[1]:
+                raise ValueError(f"SageMakerEndpoint: {name} is {secs} s; SageMaker allows 60..3600 s")
+        if volume_kms_key is not None and instance.has_local_nvme:
+            raise ValueError(
+                f"SageMakerEndpoint: {instance.name} has local NVMe storage (encrypted in hardware); "
+                "CreateEndpointConfig rejects a KMS key for its storage volume: drop volume_kms_key"
+            )
+        if data_capture_percent is not None and not 1 <= data_capture_percent <= 100:
+            raise ValueError(f"SageMakerEndpoint: data_capture_percent {data_capture_percent} must be 1..100")
+        if isolate and {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & set(environment):
+            raise ValueError("SageMakerEndpoint: drop the Hub token: with network isolation the weights come from S3 only")
+
+        image = parse_image_uri(image_uri)
+        self.instance = instance
+        self.endpoint_name = endpoint_name
+        self.variant_name = variant_name
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"SageMaker endpoint {endpoint_name}: logs, data capture, storage volume",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            # SageMaker writes an endpoint's container logs here; created up front to set
+            # retention and encryption, and to scope the role to exactly this group.
+            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+            retention=log_retention,
+            encryption_key=self.key,
+            removal_policy=removal_policy,
+        )
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description=f"SageMaker endpoint {endpoint_name}: no ingress, HTTPS egress to VPC endpoints",
+            allow_all_outbound=False,
+        )
+        # S3 (model data) is a gateway endpoint whose prefix list ID is a lookup; the private
+        # subnets route nowhere else but VPC endpoints (and NAT only where config adds one).
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs (VPC endpoints, S3)")
+        subnet_ids = vpc.select_subnets(
+            subnet_group_name=subnets.subnet_group_name,
+            subnet_type=subnets.subnet_type,
+            one_per_az=subnets.one_per_az,
+            subnets=subnets.subnets,
+            availability_zones=subnets.availability_zones,
+        ).subnet_ids
+
+        self.role = iam.Role(
+            self,
+            "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description=f"SageMaker endpoint {endpoint_name}: pulls its image and weights, writes its logs and metrics",
+        )
+        self._grant_execution(image, s3_match, model_data_kms_key_arn, subnet_ids, vpc)
+
+        self.volume_kms_key: kms.IKey | None = None
+        if not instance.has_local_nvme:
+            self.volume_kms_key = volume_kms_key or self.key
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="StorageVolumeKey",
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
+                    resources=[self.volume_kms_key.key_arn],
+                )
+            )
+
+        self.data_capture_bucket: s3.Bucket | None = None
+        data_capture = None
+        if data_capture_percent is not None:
+            self.data_capture_bucket = self._data_capture_bucket(data_capture_retention, removal_policy)
+            capture_arn = self.data_capture_bucket.arn_for_objects(f"{CAPTURE_PREFIX}/*")
+            self._wildcards.append(("capture", capture_arn))
+            self.role.add_to_policy(
+                iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture_arn])
+            )
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="EncryptDataCapture", actions=["kms:GenerateDataKey", "kms:Encrypt"], resources=[self.key.key_arn]
+                )
+            )
+            data_capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
+                enable_capture=True,
+                initial_sampling_percentage=data_capture_percent,
+                destination_s3_uri=self.data_capture_bucket.s3_url_for_object(CAPTURE_PREFIX),
+                kms_key_id=self.key.key_arn,
+                capture_options=[
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+                    sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+                ],
+            )
+
+        container = sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=image_uri,
+            environment=dict(environment),
+            model_data_source=(
+                sagemaker.CfnModel.ModelDataSourceProperty(
+                    s3_data_source=sagemaker.CfnModel.S3DataSourceProperty(
+                        s3_uri=model_data_s3_uri, s3_data_type="S3Prefix", compression_type="None"
+                    )
+                )
+                if model_data_s3_uri
+                else None
+            ),
+        )
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=container,
+            enable_network_isolation=isolate,
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                security_group_ids=[self.security_group.security_group_id], subnets=subnet_ids
+            ),
+        )
+        # SageMaker checks the role's permissions when it creates the model and the endpoint.
+        self.model.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=variant_name,
+                    model_name=self.model.attr_model_name,
+                    instance_type=instance.name,
+                    initial_instance_count=instance_count,
+                    initial_variant_weight=1.0,
+                    container_startup_health_check_timeout_in_seconds=int(startup_s),
+                    model_data_download_timeout_in_seconds=int(download_s),
+                )
+            ],
+            kms_key_id=self.volume_kms_key.key_arn if self.volume_kms_key else None,
+            data_capture_config=data_capture,
+        )
+        if self.volume_kms_key is None:
+            _checkov_skip(
+                self.endpoint_config,
+                "CKV_AWS_98",
+                f"{instance.name} has local NVMe storage, encrypted in hardware; CreateEndpointConfig rejects a KmsKeyId for it",
+            )
+
+        self.rollback_alarms = self._rollback_alarms(rollback_5xx_errors, rollback_latency_p99)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DescribeRollbackAlarms",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[a.alarm_arn for a in self.rollback_alarms],
+            )
+        )
+        bake = int(bake_time.to_seconds())
+        self.endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=endpoint_name,
+            endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # Keep the instance count Application Auto Scaling has set across updates; a new
+            # data-capture setting still applies.
+            retain_all_variant_properties=True,
+            exclude_retained_variant_properties=[
+                sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type="DataCaptureConfig")
+            ],
+            deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
+                blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
+                    traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
+                        type="ALL_AT_ONCE", wait_interval_in_seconds=bake
+                    ),
+                    termination_wait_in_seconds=min(bake, 600),
+                    # New fleet: download + start-up, then the bake, with room to spare.
+                    maximum_execution_timeout_in_seconds=min(28_800, max(600, int(download_s + startup_s) + 2 * bake + 600)),
+                ),
+                auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
+                    alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=a.alarm_name) for a in self.rollback_alarms]
+                ),
+            ),
+        )
+        self.endpoint.node.add_dependency(self.log_group)
+        self._acknowledge_wildcards()
+
+    # --- pieces ---------------------------------------------------------------------------
+
+    def _grant_execution(
+        self,
+        image: EcrImage,
+        s3_match: re.Match[str] | None,
+        model_data_kms_key_arn: str | None,
+        subnet_ids: list[str],
+        vpc: ec2.IVpc,
+    ) -> None:
+        stack = Stack.of(self)
+        eni_arn = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+        self._wildcards: list[tuple[str, str]] = [
+            ("*", "*"),
+            ("log-stream", f"{self.log_group.log_group_arn}:log-stream:*"),
+            ("network-interface", eni_arn),
+        ]
+        repo_arn = f"arn:{stack.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
+        statements = [
+            iam.PolicyStatement(
+                sid="PullImage",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[repo_arn],
+            ),
+            # ECR's token call has no resource: it authorizes nothing by itself.
+            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="WriteLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[self.log_group.log_group_arn, self._wildcards[1][1]],
+            ),
+            iam.PolicyStatement(
+                sid="PutMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],  # PutMetricData has no resource; the namespace condition scopes it
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+            # Describe calls support no resource scoping.
+            iam.PolicyStatement(
+                sid="DescribeNetwork",
+                actions=[
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeDhcpOptions",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="NetworkInterfacesInThisVpc",
+                actions=[
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[
+                    eni_arn,
+                    stack.format_arn(service="ec2", resource="security-group", resource_name=self.security_group.security_group_id),
+                    *(stack.format_arn(service="ec2", resource="subnet", resource_name=s) for s in subnet_ids),
+                ],
+                conditions={"ArnEquals": {"ec2:Vpc": stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)}},
+            ),
+        ]
+        if s3_match:
+            bucket, prefix = s3_match["bucket"], s3_match["prefix"]
+            weights_arn = stack.format_arn(service="s3", region="", account="", resource=bucket, resource_name=f"{prefix}*")
+            self._wildcards.append(("weights", weights_arn))
+            statements += [
+                iam.PolicyStatement(
+                    sid="ReadModelWeights",
+                    actions=["s3:GetObject"],
+                    resources=[weights_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ListModelWeights",
+                    actions=["s3:ListBucket"],
+                    resources=[stack.format_arn(service="s3", region="", account="", resource=bucket)],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+                ),
+            ]
+        if model_data_kms_key_arn:
+            statements.append(
+                iam.PolicyStatement(sid="DecryptModelWeights", actions=["kms:Decrypt"], resources=[model_data_kms_key_arn])
+            )
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+    def _acknowledge_wildcards(self) -> None:
+        """Each wildcard of the execution role's policy, acknowledged by its exact cdk-nag finding id."""
+        stack = Stack.of(self)
+        reasons = {
+            "*": "ecr:GetAuthorizationToken and the ec2:Describe* calls accept no resource; "
+            "cloudwatch:PutMetricData has none and is limited to the /aws/sagemaker/* namespaces by condition.",
+            "log-stream": "Log streams of this endpoint's own log group; SageMaker names one per instance and "
+            "container at run time.",
+            "network-interface": "Network interfaces SageMaker creates for the endpoint have no name in advance; "
+            "the ec2:Vpc condition limits them to this VPC.",
+            "weights": "Read-only access to the objects under this model's own weights prefix, nothing else in the bucket.",
+            "capture": "Write-only access to the capture prefix of this endpoint's own data-capture bucket.",
+        }
+        for kind, arn in self._wildcards:
+            finding = "*" if arn == "*" else _nag_render(stack.resolve(arn))
+            Validations.of(self.role).acknowledge(
+                Acknowledgment(id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{finding}]", reason=reasons[kind])
+            )
+
+    def _data_capture_bucket(self, retention: Duration, removal_policy: RemovalPolicy) -> s3.Bucket:
+        access_logs = s3.Bucket(
+            self,
+            "DataCaptureAccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging writes only to SSE-S3 buckets
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))],
+            removal_policy=removal_policy,
+            auto_delete_objects=False,
+        )
+        Validations.of(access_logs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-S1",
+                reason="This bucket is the access-log target of the data-capture bucket; logging it to itself would loop.",
+            )
+        )
+        _checkov_skip(access_logs, "CKV_AWS_18", "Access-log target bucket of the data-capture bucket; it cannot log to itself.")
+        bucket = s3.Bucket(
+            self,
+            "DataCaptureBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="data-capture/",
+            lifecycle_rules=[s3.LifecycleRule(expiration=retention, noncurrent_version_expiration=Duration.days(1))],
+            removal_policy=removal_policy,
+        )
+        return bucket
+
+    def _rollback_alarms(self, errors_5xx: int, latency_p99: Duration) -> list[cloudwatch.Alarm]:
+        dims = {"EndpointName": self.endpoint_name, "VariantName": self.variant_name}
+        errors = cloudwatch.Alarm(
+            self,
+            "Invocation5xxAlarm",
+            alarm_description=f"{self.endpoint_name}: model 5XX errors; rolls back a blue/green update while baking",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="Invocation5XXErrors",
+                dimensions_map=dims,
+                statistic="Sum",
+                period=Duration.minutes(1),
+            ),
+            threshold=errors_5xx,
+            evaluation_periods=5,
+            datapoints_to_alarm=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        latency = cloudwatch.Alarm(
+            self,
+            "ModelLatencyAlarm",
+            alarm_description=f"{self.endpoint_name}: p99 model latency; rolls back a blue/green update while baking",
+            metric=cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="ModelLatency",  # microseconds
+                dimensions_map=dims,
+                statistic="p99",
+                period=Duration.minutes(1),
+            ),
+            threshold=int(latency_p99.to_milliseconds()) * 1000,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return [errors, latency]
+
+
+def _nag_render(value: object) -> str:
+    """A resolved CloudFormation value as cdk-nag writes it in a finding id (``<Logical.Arn>``, ``<AWS::Partition>``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Fn::Join":
+            sep, parts = arg
+            return sep.join(_nag_render(p) for p in parts)
+        if fn == "Ref":
+            return f"<{arg}>"
+        if fn == "Fn::GetAtt":
+            return f"<{arg[0]}.{arg[1]}>"
+    raise ValueError(f"cannot render {value!r} as a cdk-nag finding id")
+
+
+def endpoint_arn(scope: Construct, endpoint_name: str) -> str:
+    """ARN of a SageMaker endpoint in ``scope``'s stack (e.g. for an invoke policy)."""
+    return Stack.of(scope).format_arn(
+        service="sagemaker", resource="endpoint", resource_name=endpoint_name.lower(), arn_format=ArnFormat.SLASH_RESOURCE_NAME
+    )
+
