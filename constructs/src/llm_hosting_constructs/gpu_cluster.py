@@ -1,0 +1,192 @@
+"""An ECS cluster of GPU instances: launch template, Auto Scaling group and a managed capacity provider."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from .checkov import skip_checkov
+from .sizing import ECS_RESERVED_MEMORY_MIB, get_instance
+
+# Root volume: the vLLM image is ~10 GB compressed and ~25 GB unpacked, and a deployment briefly
+# holds two versions of it; CUDA/torch compile caches and logs come on top.
+DEFAULT_ROOT_VOLUME_GIB = 200
+MIN_ROOT_VOLUME_GIB = 100
+
+
+class GpuCluster(Construct):
+    """ECS cluster whose capacity is an Auto Scaling group of GPU instances.
+
+    Safe defaults: the AL2023 ECS GPU-optimized AMI resolved once and kept in ``cdk.context.json``
+    (``cached_in_context``: a deploy never rolls instances because AWS published a new AMI;
+    ``cdk context --reset`` + a synth with credentials moves to the newest), IMDSv2 required
+    with a hop limit of 1 and IMDS blocked for awsvpc tasks (tasks use their task role, never
+    the instance's), an encrypted gp3 root volume of ``root_volume_gib``, instances in the
+    private ``subnets`` only (no public IP), the CloudWatch agent with ``cloudwatch_agent_config``
+    when given (GPU metrics), a capacity provider with managed scaling (target
+    100 %: one task per GPU host), managed termination protection and managed draining, and
+    Container Insights with enhanced observability.
+
+    The ASG's own size is left to the capacity provider: ``min`` 0, ``max`` = ``max_instances``,
+    no desired count (a deploy never resets it).
+
+    Attributes: ``cluster``, ``auto_scaling_group``, ``capacity_provider``, ``launch_template``,
+    ``instance_security_group``, ``instance_role``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        instance_type: str,
+        max_instances: int,
+        root_volume_gib: int = DEFAULT_ROOT_VOLUME_GIB,
+        reserved_memory_mib: int = ECS_RESERVED_MEMORY_MIB,
+        container_stop_timeout: Duration = Duration.seconds(120),
+        cluster_name: str | None = None,
+        cloudwatch_agent_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        instance = get_instance(instance_type)  # raises SizingError for an unknown type
+        if instance.is_sagemaker:
+            raise ValueError(f"GpuCluster: {instance_type} is a SageMaker type; use the EC2 name ({instance_type[3:]})")
+        if max_instances < 1:
+            raise ValueError("GpuCluster: max_instances must be >= 1")
+        if root_volume_gib < MIN_ROOT_VOLUME_GIB:
+            raise ValueError(
+                f"GpuCluster: root_volume_gib {root_volume_gib} is too small for the vLLM image; "
+                f"use >= {MIN_ROOT_VOLUME_GIB}"
+            )
+
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            cluster_name=cluster_name,
+            container_insights_v2=ecs.ContainerInsights.ENHANCED,
+        )
+        self.instance_security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=vpc,
+            description="GPU container instances: outbound only (tasks have their own ENIs and groups)",
+            allow_all_outbound=True,
+        )
+        self.instance_role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="ECS container agent on the GPU instances",
+        )
+        user_data = ec2.UserData.for_linux()
+        user_data.add_commands(
+            "cat >> /etc/ecs/ecs.config <<'EOF'",
+            "ECS_ENABLE_GPU_SUPPORT=true",
+            f"ECS_RESERVED_MEMORY={reserved_memory_mib}",
+            "ECS_AWSVPC_BLOCK_IMDS=true",
+            f"ECS_CONTAINER_STOP_TIMEOUT={int(container_stop_timeout.to_seconds())}s",
+            # vLLM's image is large: keep it cached on the host between task restarts.
+            "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
+            "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+            "EOF",
+        )
+        if cloudwatch_agent_config is not None:
+            # Host metrics ECS does not publish (GPU utilization: the nvidia_gpu collector).
+            config_path = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+            user_data.add_commands(
+                "dnf install -y amazon-cloudwatch-agent",
+                f"cat > {config_path} <<'EOF'",
+                json.dumps(cloudwatch_agent_config, sort_keys=True),
+                "EOF",
+                "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s "
+                f"-c file:{config_path}",
+            )
+            namespace = cloudwatch_agent_config.get("metrics", {}).get("namespace", "CWAgent")
+            self.instance_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
+                )
+            )
+            self.instance_role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"]))
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU, cached_in_context=True),
+            instance_type=ec2.InstanceType(instance_type),
+            role=self.instance_role,
+            security_group=self.instance_security_group,
+            user_data=user_data,
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,
+            instance_metadata_tags=False,
+            detailed_monitoring=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        root_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        self.auto_scaling_group = autoscaling.AutoScalingGroup(
+            self,
+            "Asg",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            launch_template=self.launch_template,
+            min_capacity=0,
+            max_capacity=max_instances,
+            new_instances_protected_from_scale_in=True,
+            health_checks=autoscaling.HealthChecks.ec2(grace_period=Duration.minutes(10)),
+            capacity_rebalance=False,
+        )
+        Validations.of(self.auto_scaling_group).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-AS3",
+                reason="Scaling is driven by the ECS capacity provider; task and instance events are alarmed "
+                "on in the monitoring stack, so ASG notifications would page twice.",
+            )
+        )
+        self.capacity_provider = ecs.AsgCapacityProvider(
+            self,
+            "CapacityProvider",
+            auto_scaling_group=self.auto_scaling_group,
+            enable_managed_scaling=True,
+            enable_managed_termination_protection=True,
+            enable_managed_draining=True,
+            target_capacity_percent=100,
+            machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
+        )
+        self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        skip_checkov(
+            self.instance_role.node.find_child("DefaultPolicy"),
+            "CKV_AWS_111",
+            "CDK's ECS container-agent statements (logs:PutLogEvents, ecs:Submit*) and PutMetricData limited to the "
+            "agent's namespace; the write actions that take an ARN are scoped to this cluster.",
+        )
+        for finding in ("AwsSolutions-IAM5[Resource::*]", "AwsSolutions-IAM5[Action::ecs:Submit*]"):
+            Validations.of(self.instance_role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions::{finding}",
+                    reason="ECS agent and CloudWatch agent actions that take no resource ARN (ecs:Submit* and Poll "
+                    "on this cluster's instances, ecr:GetAuthorizationToken, ec2:DescribeTags, "
+                    "cloudwatch:PutMetricData limited to its namespace).",
+                )
+            )

@@ -1,0 +1,248 @@
+"""The serving stack: GPU cluster, the vLLM + gateway service behind an internal ALB, autoscaling, pre-warm.
+
+Composition only; every decision lives in a construct of ``llm_hosting_constructs`` or in
+``app.py`` (config -> props). Attribute names are what the API and monitoring stacks use:
+``cluster``, ``service``, ``alb``, ``listener``, ``target_group``, ``frontdoor_security_group``,
+``auto_scaling_group``, ``metrics_service_name``, ``served_model_name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk.aws_ecr_assets import Platform
+from constructs import Construct
+
+from containers.gateway.app.core import contract
+from llm_hosting_constructs import outputs
+from llm_hosting_constructs.gpu_cluster import GpuCluster
+from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
+from llm_hosting_constructs.inference_task import InferenceTask
+from llm_hosting_constructs.internal_alb import InternalAlb
+from llm_hosting_constructs.prewarm import ModelPrewarm
+from llm_hosting_constructs.vllm import VllmSettings, vllm_environment, vllm_serve_args
+from stacks.model_cache import ModelCacheStack
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Everything app.py derives from the config for this stack."""
+
+    instance_type: str
+    vllm_image: str
+    vllm: VllmSettings
+    hf_hub_offline: bool
+    task_cpu_units: int
+    task_memory_mib: int
+    min_capacity: int
+    desired_capacity: int
+    max_capacity: int
+    root_volume_gib: int
+    alb_idle_timeout_s: int
+    deregistration_delay_s: int
+    certificate_arn: str | None
+    health_check_grace_period_s: int
+    requests_per_target: int
+    queue_depth_threshold: int
+    off_hours: OffHours | None
+    metrics_service_name: str
+    gateway_environment: Mapping[str, str]
+    gateway_asset_dir: str
+    prewarm_script: str
+    log_retention: logs.RetentionDays
+    deletion_protection: bool
+    stop_timeout_s: int = 120
+    cloudwatch_agent_config: Mapping[str, Any] | None = None
+
+
+class ServingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        cache: ModelCacheStack,
+        settings: ServingSettings,
+        removal_policy: RemovalPolicy,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        s = settings
+        self.metrics_service_name = s.metrics_service_name
+        self.served_model_name = s.vllm.served_model_name
+
+        gpu = GpuCluster(
+            self,
+            "Gpu",
+            vpc=vpc,
+            subnets=subnets,
+            instance_type=s.instance_type,
+            # One spare host so a rolling deployment at max_capacity can still start its new task.
+            max_instances=s.max_capacity + 1,
+            root_volume_gib=s.root_volume_gib,
+            container_stop_timeout=Duration.seconds(s.stop_timeout_s),
+            cloudwatch_agent_config=s.cloudwatch_agent_config,
+        )
+        self.cluster = gpu.cluster
+        self.auto_scaling_group = gpu.auto_scaling_group
+
+        vllm_image = self._vllm_image(s.vllm_image)
+        # Local views of the stateful stack's secrets: a grant on them goes into this stack's role
+        # policies (never into the other stack's key policy, which would make the stacks depend on
+        # each other both ways); decrypting with the key is granted below, through Secrets Manager only.
+        hf_token = (
+            secretsmanager.Secret.from_secret_complete_arn(self, "HfToken", cache.secrets.hf_token.secret_arn)
+            if cache.secrets.hf_token_created
+            else cache.secrets.hf_token
+        )
+        api_keys = secretsmanager.Secret.from_secret_complete_arn(self, "ApiKeys", cache.secrets.api_keys.secret_arn)
+        task = InferenceTask(
+            self,
+            "Inference",
+            vllm_image=vllm_image,
+            vllm_args=vllm_serve_args(s.vllm),
+            vllm_environment=vllm_environment(hf_hub_offline=s.hf_hub_offline, keepalive_s=contract.VLLM_KEEPALIVE_S),
+            gpu_count=s.vllm.tensor_parallel_size,
+            vllm_port=s.vllm.port,
+            hf_token=hf_token,
+            model_cache=cache.model_cache,
+            hf_hub_offline=s.hf_hub_offline,
+            gateway_image=ecs.ContainerImage.from_asset(s.gateway_asset_dir, platform=Platform.LINUX_AMD64),
+            gateway_port=contract.GATEWAY_PORT,
+            gateway_environment=s.gateway_environment,
+            gateway_secrets={contract.ENV_API_KEYS: api_keys},
+            gateway_healthcheck_command=contract.CONTAINER_HEALTHCHECK_COMMAND,
+            cpu_units=s.task_cpu_units,
+            memory_mib=s.task_memory_mib,
+            stop_timeout=Duration.seconds(s.stop_timeout_s),
+            log_retention=s.log_retention,
+            log_key=cache.key,
+            log_removal_policy=removal_policy,
+        )
+        self.task_definition = task.task_definition
+
+        alb = InternalAlb(
+            self,
+            "Alb",
+            vpc=vpc,
+            subnets=subnets,
+            target_port=contract.GATEWAY_PORT,
+            health_check_path=contract.HEALTH_PATH,
+            idle_timeout=Duration.seconds(s.alb_idle_timeout_s),
+            deregistration_delay=Duration.seconds(s.deregistration_delay_s),
+            certificate_arn=s.certificate_arn,
+            access_log_bucket=cache.access_log_bucket,
+            deletion_protection=s.deletion_protection,
+        )
+        self.alb = alb.load_balancer
+        self.listener = alb.listener
+        self.target_group = alb.target_group
+        self.alb_security_group = alb.security_group
+        # The API engineer attaches this group to the API Gateway VPC link; it is the ALB's only caller.
+        self.frontdoor_security_group = ec2.SecurityGroup(
+            self,
+            "FrontdoorSecurityGroup",
+            vpc=vpc,
+            description="API Gateway VPC link ENIs: may call the internal ALB listener and nothing else",
+            allow_all_outbound=False,
+        )
+        alb.allow_from(self.frontdoor_security_group, "API front door (VPC link) to the internal ALB")
+
+        inference = InferenceService(
+            self,
+            "Serving",
+            cluster=self.cluster,
+            task_definition=task.task_definition,
+            capacity_provider=gpu.capacity_provider,
+            vpc=vpc,
+            subnets=subnets,
+            target_group=self.target_group,
+            container_name=task.gateway.container_name,
+            container_port=contract.GATEWAY_PORT,
+            desired_count=s.desired_capacity,
+            min_capacity=s.min_capacity,
+            max_capacity=s.max_capacity,
+            requests_per_target=s.requests_per_target,
+            queue_depth=QueueDepthMetric(
+                namespace=contract.METRICS_NAMESPACE,
+                metric_name=contract.METRIC_QUEUE_DEPTH,
+                dimensions=self.metric_dimensions(),
+            ),
+            queue_depth_threshold=s.queue_depth_threshold,
+            health_check_grace_period=Duration.seconds(s.health_check_grace_period_s),
+            off_hours=s.off_hours,
+            auto_scaling_group=self.auto_scaling_group,
+        )
+        self.service = inference.service
+        self.service_security_group = inference.security_group
+        cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+
+        prewarm = ModelPrewarm(
+            self,
+            "Prewarm",
+            vpc=vpc,
+            subnets=subnets,
+            image=vllm_image,
+            script=s.prewarm_script,
+            model_id=s.vllm.model_id,
+            revision=s.vllm.revision,
+            hf_token=hf_token,
+            model_cache=cache.model_cache,
+            log_retention=s.log_retention,
+            log_key=cache.key,
+            log_removal_policy=removal_policy,
+        )
+        self.prewarm = prewarm
+        for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["kms:Decrypt"],
+                    resources=[cache.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
+                )
+            )
+
+        CfnOutput(self, outputs.CLUSTER_NAME, value=self.cluster.cluster_name, description="ECS cluster")
+        CfnOutput(self, outputs.SERVICE_NAME, value=self.service.service_name, description="vLLM + gateway service")
+        CfnOutput(
+            self, outputs.LOAD_BALANCER_DNS, value=self.alb.load_balancer_dns_name,
+            description="Internal ALB (reachable only from the API front door's security group)",
+        )  # fmt: skip
+        CfnOutput(self, outputs.PREWARM_TASK_DEFINITION_ARN, value=prewarm.task_definition.task_definition_arn)
+        CfnOutput(self, outputs.PREWARM_SUBNETS, value=Fn.join(",", prewarm.subnet_ids))
+        CfnOutput(self, outputs.PREWARM_SECURITY_GROUP, value=prewarm.security_group.security_group_id)
+        CfnOutput(self, outputs.PREWARM_LOG_GROUP, value=prewarm.log_group.log_group_name)
+        CfnOutput(
+            self, outputs.PREWARM_COMMAND, value=prewarm.run_task_command(self.cluster.cluster_name, self.region),
+            description="Runs the one-off model pre-warm (Fargate) that fills the EFS cache",
+        )  # fmt: skip
+
+    def metric_dimensions(self) -> dict[str, str]:
+        """The gateway's EMF dimensions (contract.EMF_DIMENSION_SETS) with this deployment's values."""
+        values = {
+            contract.DIMENSION_SERVICE: self.metrics_service_name,
+            contract.DIMENSION_MODEL: self.served_model_name,
+        }
+        (dimension_set,) = contract.EMF_DIMENSION_SETS
+        return {name: values[name] for name in dimension_set}
+
+    def _vllm_image(self, ref: str) -> ecs.ContainerImage:
+        """An image in this account's ECR (a pull-through cache or mirror) gets a pull grant; others are public."""
+        registry = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
+        if ref.startswith(registry):
+            name, tag = ref.removeprefix(registry).rsplit(":", 1)
+            repo = ecr.Repository.from_repository_name(self, "VllmRepository", name)
+            return ecs.ContainerImage.from_ecr_repository(repo, tag)
+        return ecs.ContainerImage.from_registry(ref)
+
