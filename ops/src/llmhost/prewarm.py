@@ -82,7 +82,7 @@ def run(
     console: Console,
     poll_s: float = 10.0,
     timeout_s: float = 7200.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> PrewarmResult:
     """Start the pre-warm task from the serving stack's outputs and wait until it stops."""
     out = aws.stack_outputs(env, outputs.SERVING)
@@ -159,7 +159,7 @@ def run(
                     f"follow it with `aws ecs describe-tasks --cluster {cluster} --tasks {task_id}`"
                     + (f" and `aws logs tail {log.group} --log-stream-names {log.stream} --follow`" if log else "")
                 )
-            sleep(poll_s)
+            (sleep or time.sleep)(poll_s)
     follower.poll()  # lines written just before the task stopped
 
     containers = task.get("containers", [])
