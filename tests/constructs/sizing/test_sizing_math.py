@@ -280,3 +280,19 @@ def test_sizing_does_not_import_aws_cdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_each_problem_names_the_setting_to_change() -> None:
+    r = plan(
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        "g5.xlarge",
+        max_model_len=16384,
+        tensor_parallel_size=2,
+        task_memory_mib=20_000,
+    )
+    # TP 2 > 1 GPU; 16,384 > the 8,192-token context; 20,000 MiB > floor(16 × 1024 × 0.96) − 256 = 15,472.
+    # Memory is fine as computed at TP 2: 8.03e9 weight bytes + 2 GiB per GPU leave ~176k tokens.
+    assert r.problem_fields == ("tensor_parallel_size", "max_model_len", "task")
+    assert len(r.problems) == len(r.problem_fields)
+    assert plan(LLAMA3_70B, "g5.2xlarge").problem_fields == ("instance_type",)
+    assert plan(LLAMA_8B, "g5.xlarge").problem_fields == ("max_model_len",)  # 131k tokens of KV do not fit

@@ -63,6 +63,9 @@ class SizingReport:
     task_memory_mib: int | None
     problems: tuple[str, ...]
     """One line each: why this cannot work and what would."""
+    problem_fields: tuple[str, ...]
+    """For each problem, the setting to change: ``tensor_parallel_size``, ``max_model_len``,
+    ``instance_type`` (the model does not fit its GPUs) or ``task`` (CPU/memory reservation)."""
     alternatives: tuple[tuple[str, int], ...]
     """(instance type, tensor-parallel size): the smallest of each family that fits, when this does not."""
 
@@ -138,7 +141,14 @@ def _compute(
         raise SizingError(f"max_model_len must be at least 1, got {max_model_len}")
     tp = _default_tensor_parallel_size(model, instance) if tensor_parallel_size is None else tensor_parallel_size
     problems: list[str] = []
+    fields: list[str] = []
     solved_by_larger: set[int] = set()
+
+    def problem(setting: str, text: str, *, larger_instance_helps: bool = False) -> None:
+        if larger_instance_helps:
+            solved_by_larger.add(len(problems))
+        problems.append(text)
+        fields.append(setting)
 
     # Tensor parallelism first: the memory figures below assume the TP size is usable.
     if tp > instance.gpu_count:
@@ -148,21 +158,23 @@ def _compute(
             if bigger
             else f"no {instance.family} size has {tp}"
         )
-        solved_by_larger.add(len(problems))
-        problems.append(
+        problem(
+            "tensor_parallel_size",
             f"tensor_parallel_size {tp} exceeds the {instance.gpu_count} GPU(s) of {instance.name}; "
-            f"use at most {instance.gpu_count} or a larger instance ({hint})"
+            f"use at most {instance.gpu_count} or a larger instance ({hint})",
+            larger_instance_helps=True,
         )
     tp_problem = _tensor_parallel_problem(model, tp)
     if tp_problem:
         valid = valid_tensor_parallel_sizes(model, max(instance.gpu_count, 8))
-        problems.append(f"{tp_problem}; valid sizes: {', '.join(map(str, valid))}")
+        problem("tensor_parallel_size", f"{tp_problem}; valid sizes: {', '.join(map(str, valid))}")
     tp = max(tp, 1)
 
     if model.max_context is not None and max_model_len > model.max_context:
-        problems.append(
+        problem(
+            "max_model_len",
             f"max_model_len {max_model_len:,} exceeds the {model.max_context:,}-token context of {model.name}; "
-            f"use at most {model.max_context:,}"
+            f"use at most {model.max_context:,}",
         )
 
     gpu_bytes = instance.gpu.cuda_total_mib * MIB
@@ -185,18 +197,20 @@ def _compute(
         f"({_gib(gpu_bytes)} × gpu_memory_utilization {gpu_memory_utilization:.2f})"
     )
     if kv_available <= 0:
-        solved_by_larger.add(len(problems))
-        problems.append(
+        problem(
+            "instance_type",
             f"{model.name} in {precision} does not fit {instance.name} at tensor-parallel {tp}: "
-            f"{_gib(weights_per_gpu)} of weights + {_gib(overhead)} runtime overhead per GPU, but {usable}"
+            f"{_gib(weights_per_gpu)} of weights + {_gib(overhead)} runtime overhead per GPU, but {usable}",
+            larger_instance_helps=True,
         )
     elif tokens < max_model_len:
-        solved_by_larger.add(len(problems))
-        problems.append(
+        problem(
+            "max_model_len",
             f"{model.name} on {instance.name} has KV cache for {tokens:,} tokens ({_gib(kv_available)} per GPU "
             f"at {kv_per_token_gpu:,} bytes/token), less than one sequence at max_model_len {max_model_len:,}; "
             f"lower max_model_len to at most {tokens:,}, use kv_cache_dtype fp8, raise gpu_memory_utilization, "
-            "or use a larger instance"
+            "or use a larger instance",
+            larger_instance_helps=True,
         )
 
     ecs_cpu: int | None = None
@@ -207,7 +221,7 @@ def _compute(
             instance.name, cpu_units=task_cpu_units, memory_mib=task_memory_mib, reserved_memory_mib=reserved_memory_mib
         )
         if task_problem:
-            problems.append(task_problem)
+            problem("task", task_problem)
 
     return SizingReport(
         model=model.name,
@@ -237,6 +251,7 @@ def _compute(
         task_cpu_units=task_cpu_units,
         task_memory_mib=task_memory_mib,
         problems=tuple(problems),
+        problem_fields=tuple(fields),
         alternatives=(),
     ), frozenset(solved_by_larger)
 
