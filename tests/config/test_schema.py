@@ -42,6 +42,15 @@ def test_committed_environments_are_valid() -> None:
     assert prod.retain_stateful and prod.network.nat_gateways == 0
 
 
+# A valid SageMaker-only variant of dev.yaml; the sagemaker rows below break one thing each.
+SM = {"instance_type": "ml.g6e.2xlarge", "model_data_s3_uri": "s3://models-111111111111/llama/"}
+
+
+def sm(**fields: Any) -> dict:
+    """Changes that turn dev.yaml into a SageMaker-only environment with `fields` in its section."""
+    return {"backends": ["sagemaker"], "ecs": ..., "sagemaker": {**SM, **fields}}
+
+
 # (changes to dev.yaml, text the one-line error must contain: the field and what is allowed)
 INVALID = {
     "account-not-12-digits": ({"account": "12345"}, ["account", r"^\d{12}$"]),
@@ -95,6 +104,25 @@ INVALID = {
     "ecs-grace-period-too-short": ({"ecs__health_check_grace_period_seconds": 300}, ["ecs.health_check_grace_period_seconds", "600"]),
     "ecs-root-volume-too-small": ({"ecs__root_volume_gib": 30}, ["ecs.root_volume_gib", "100"]),
     "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
+    # SageMaker backend: same sizing catalog (ml.* types), and what CreateModel/CreateEndpointConfig would reject
+    "sm-70b-fp16-on-ml-g5-12xlarge": ({**sm(instance_type="ml.g5.12xlarge"), "model__id": "meta-llama/Llama-3.1-70B-Instruct", "model__tensor_parallel_size": 4}, ["sagemaker.instance_type", "does not fit ml.g5.12xlarge", "smallest that fit", "ml.g6e.12xlarge (TP 4)"]),
+    "sm-tp-2-on-one-gpu": ({**sm(), "model__tensor_parallel_size": 2}, ["model.tensor_parallel_size", "exceeds the 1 GPU(s) of ml.g6e.2xlarge"]),
+    "sm-ec2-instance-type": (sm(instance_type="g6e.2xlarge"), ["sagemaker", "not a SageMaker type", "ml.g6e.2xlarge"]),
+    "sm-instance-not-in-catalog": (sm(instance_type="ml.g4dn.xlarge"), ["sagemaker.instance_type", "not in the GPU catalog"]),
+    "sm-volume-key-on-nvme-instance": (sm(volume_kms_key_arn="arn:aws:kms:us-east-1:111111111111:key/00000000-0000-0000-0000-000000000000"), ["sagemaker.volume_kms_key_arn", "local NVMe", "CreateEndpointConfig rejects"]),
+    "sm-s3-weights-without-uri": (sm(model_data_s3_uri=None), ["sagemaker", "weights: s3 needs model_data_s3_uri"]),
+    "sm-weights-uri-not-a-prefix": (sm(model_data_s3_uri="s3://models/llama.tar.gz"), ["sagemaker.model_data_s3_uri"]),
+    "sm-hub-weights-in-closed-vpc": ({**sm(weights="hub", model_data_s3_uri=None), "network__nat_gateways": 0}, ["sagemaker.weights", "nat_gateways is 0"]),
+    "sm-hub-token-with-s3-weights": (sm(hf_token_secret_name="hf-token"), ["sagemaker", "hf_token_secret_name is for weights: hub only"]),
+    "sm-input-tokens-not-below-context": (sm(max_input_tokens=8192), ["sagemaker.max_input_tokens", "below model.max_model_len (8192)"]),
+    "sm-tgi-prefill-below-input": (sm(max_input_tokens=4096, max_batch_prefill_tokens=2048), ["sagemaker.max_batch_prefill_tokens", "4096"]),
+    "sm-image-version-unknown": (sm(image_versions={"tgi": "9.9.9"}), ["sagemaker.image_versions.tgi", "Unsupported huggingface-llm version: 9.9.9"]),
+    "sm-container-unknown": (sm(container="triton"), ["sagemaker.container", "'tgi'", "'vllm'", "'lmi'"]),
+    "sm-startup-timeout-over-an-hour": (sm(container_startup_timeout_seconds=7200), ["sagemaker.container_startup_timeout_seconds", "3600"]),
+    "sm-count-above-max": (sm(instance_count=3), ["sagemaker", "min_capacity <= instance_count <= max_capacity"]),
+    "sm-min-zero": (sm(min_capacity=0), ["sagemaker.min_capacity", "greater than or equal to 1"]),
+    "sm-off-hours-on-retained-env": ({**sm(off_hours={}), "retain_stateful": True}, ["sagemaker.off_hours", "non-prod"]),
+    "sm-data-capture-zero-percent": (sm(data_capture={"sampling_percentage": 0}), ["sagemaker.data_capture.sampling_percentage", "greater than or equal to 1"]),
 }
 
 
