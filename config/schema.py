@@ -576,7 +576,10 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         max_num_seqs=sm.max_concurrent_requests,
     )
     if report.problems:
-        lines = "; ".join(f"{_sizing_field(p).replace('ecs.', 'sagemaker.')}: {p}" for p in report.problems)
+        fields = {"tensor_parallel_size": "model.tensor_parallel_size", "max_model_len": "model.max_model_len"}
+        lines = "; ".join(
+            f"{fields.get(f, 'sagemaker.instance_type')}: {p}" for f, p in zip(report.problem_fields, report.problems)
+        )
         raise ConfigError(f"{path}: {lines}")
     max_input, prefill = sagemaker_token_limits(cfg)
     if max_input >= m.max_model_len:
