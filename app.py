@@ -15,10 +15,24 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 
-from config.schema import CONFIG_DIR, ConfigError, EnvironmentConfig, load_all, sagemaker_token_limits
-from llm_hosting_constructs import outputs, sagemaker_container
+from config.schema import (
+    CONFIG_DIR,
+    ConfigError,
+    EnvironmentConfig,
+    ecs_task_resources,
+    load_all,
+    sagemaker_token_limits,
+)
+from containers.gateway.app.core import contract
+from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
+from llm_hosting_constructs.inference_service import OffHours
+from llm_hosting_constructs.vllm import VllmSettings
+from stacks.model_cache import ModelCacheStack
 from stacks.network import NetworkStack
 from stacks.sagemaker import SageMakerSettings, SageMakerStack
+from stacks.serving import ServingSettings, ServingStack
+
+ROOT = Path(__file__).resolve().parent
 
 
 def _removal(cfg: EnvironmentConfig) -> cdk.RemovalPolicy:
@@ -50,11 +64,100 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
         removal_policy=_removal(cfg),
         termination_protection=cfg.retain_stateful,
     )
+    if "ecs" in cfg.backends:
+        build_ecs_serving(stage, cfg, network)
     if "sagemaker" in cfg.backends:
         build_sagemaker(stage, cfg, network)
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)
     return stage
+
+
+def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
+    """Config -> props of the serving stack (ECS backend)."""
+    assert cfg.ecs is not None
+    ecs, m = cfg.ecs, cfg.model
+    cpu_units, memory_mib = ecs_task_resources(ecs.instance_type)
+    stop_timeout_s = 120  # ECS's maximum: the gateway drains within it, vLLM stops after the gateway
+    return ServingSettings(
+        instance_type=ecs.instance_type,
+        vllm_image=ecs.vllm_image,
+        vllm=VllmSettings(
+            model_id=m.id,
+            revision=m.revision,
+            served_model_name=m.served_name,
+            max_model_len=m.max_model_len,
+            tensor_parallel_size=m.tensor_parallel_size,
+            gpu_memory_utilization=ecs.gpu_memory_utilization,
+            max_num_seqs=ecs.max_num_seqs,
+            dtype=m.dtype,
+            quantization=m.quantization,
+            kv_cache_dtype=m.kv_cache_dtype,
+            enable_chunked_prefill=ecs.enable_chunked_prefill,
+            port=contract.VLLM_PORT,
+        ),
+        hf_hub_offline=ecs.hf_hub_offline,
+        task_cpu_units=cpu_units,
+        task_memory_mib=memory_mib,
+        min_capacity=ecs.min_capacity,
+        desired_capacity=ecs.desired_capacity,
+        max_capacity=ecs.max_capacity,
+        root_volume_gib=ecs.root_volume_gib,
+        alb_idle_timeout_s=ecs.alb_idle_timeout_seconds,
+        # A draining target keeps its streams until the longest one the API allows has ended.
+        deregistration_delay_s=cfg.api.stream_timeout_seconds,
+        certificate_arn=ecs.certificate_arn,
+        health_check_grace_period_s=ecs.health_check_grace_period_seconds,
+        requests_per_target=ecs.scale_requests_per_target,
+        queue_depth_threshold=ecs.scale_queue_depth,
+        off_hours=OffHours(ecs.off_hours.scale_down_cron, ecs.off_hours.scale_up_cron) if ecs.off_hours else None,
+        metrics_service_name=f"llm-hosting-{cfg.name}",
+        gateway_environment={
+            contract.ENV_UPSTREAM_URL: contract.DEFAULT_UPSTREAM_URL,
+            contract.ENV_SERVED_MODEL_NAME: m.served_name,
+            contract.ENV_PORT: str(contract.GATEWAY_PORT),
+            contract.ENV_KEEPALIVE_TIMEOUT_S: str(contract.server_keepalive_for_alb(ecs.alb_idle_timeout_seconds)),
+            contract.ENV_UPSTREAM_KEEPALIVE_S: str(contract.DEFAULT_UPSTREAM_KEEPALIVE_S),
+            contract.ENV_DRAIN_TIMEOUT_S: str(stop_timeout_s - 20),
+            contract.ENV_SERVICE_NAME: f"llm-hosting-{cfg.name}",
+            contract.ENV_EMF_ENABLED: "true",
+            contract.ENV_LOG_PROMPTS: "false",
+        },
+        gateway_asset_dir=str(ROOT / "containers" / "gateway"),
+        prewarm_script=(ROOT / "containers" / "prewarm" / "prewarm.py").read_text(),
+        log_retention=RETENTION[ecs.log_retention_days],
+        deletion_protection=cfg.retain_stateful,
+        stop_timeout_s=stop_timeout_s,
+        cloudwatch_agent_config=gpu_metrics.agent_config(),
+    )
+
+
+def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack) -> ServingStack:
+    """The model-cache (stateful) and serving stacks of the ECS backend."""
+    assert cfg.ecs is not None
+    cache = ModelCacheStack(
+        stage,
+        outputs.MODEL_CACHE,
+        description=f"llm-hosting {cfg.name}: EFS model cache, its KMS key, serving secrets (stateful)",
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        throughput_mode=cfg.ecs.efs_throughput_mode,
+        automatic_backups=cfg.retain_stateful,
+        hf_token_secret_name=cfg.ecs.hf_token_secret_name,
+        alb_access_logs=cfg.ecs.alb_access_logs,
+        removal_policy=_removal(cfg),
+        termination_protection=cfg.retain_stateful,
+    )
+    return ServingStack(
+        stage,
+        outputs.SERVING,
+        description=f"llm-hosting {cfg.name}: GPU cluster, vLLM + gateway service, internal ALB, pre-warm task",
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        cache=cache,
+        settings=serving_settings(cfg),
+        removal_policy=_removal(cfg),
+    )
 
 
 def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:

@@ -34,7 +34,8 @@ class InferenceTask(Construct):
       never writes it), ``HF_TOKEN`` as an ECS secret, a ``/health`` check with the longest
       start period ECS allows.
     - ``gateway``: ``gateway_image``, port ``gateway_port``, started only once vLLM is
-      HEALTHY (and so stopped first), read-only root file system, non-root ``gateway_user``,
+      HEALTHY (and so stopped first), read-only root file system, non-root ``gateway_user``
+      (default 10001, the user ``containers/gateway/Dockerfile`` creates),
       ``gateway_secrets`` (e.g. the API keys) as ECS secrets, ``gateway_environment`` plain.
 
     Both stop within ``stop_timeout`` (ECS's maximum, 120 s, by default): the gateway drains
@@ -65,7 +66,7 @@ class InferenceTask(Construct):
         gateway_environment: Mapping[str, str],
         gateway_secrets: Mapping[str, secretsmanager.ISecret] | None = None,
         gateway_healthcheck_command: Sequence[str],
-        gateway_user: str = "1000:1000",
+        gateway_user: str = "10001:10001",
         cpu_units: int,
         memory_mib: int,
         gateway_cpu_units: int = 1024,

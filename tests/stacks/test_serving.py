@@ -1,0 +1,469 @@
+"""The serving stack of every ECS environment, read from the synthesized templates (not from the Python)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from containers.gateway.app.core import contract
+from llm_hosting_constructs import outputs
+from llm_hosting_constructs.sizing import instance_registered_resources
+from tests.cfn import ENVIRONMENTS, ROOT, only, resources
+
+pytestmark = pytest.mark.synth
+CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+ECS_ENVS = [env for env in ENVIRONMENTS if "ecs" in CONFIG[env].get("backends", ["ecs"])]
+CONTEXT = json.loads((ROOT / "cdk.context.json").read_text())
+AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+
+
+def serving(templates: dict, env: str) -> dict:
+    return templates[env][f"{env}-{outputs.SERVING}"]
+
+
+def ecs_cfg(env: str) -> dict:
+    return CONFIG[env]["ecs"]
+
+
+def inference_task(t: dict) -> dict:
+    (task,) = [r for r in resources(t, "AWS::ECS::TaskDefinition").values() if "EC2" in r["Properties"]["RequiresCompatibilities"]]
+    return task["Properties"]
+
+
+def prewarm_task(t: dict) -> dict:
+    (task,) = [r for r in resources(t, "AWS::ECS::TaskDefinition").values() if "FARGATE" in r["Properties"]["RequiresCompatibilities"]]
+    return task["Properties"]
+
+
+def container(t: dict, name: str) -> dict:
+    (c,) = [c for c in inference_task(t)["ContainerDefinitions"] if c["Name"] == name]
+    return c
+
+
+def env_of(c: dict) -> dict[str, str]:
+    return {e["Name"]: e["Value"] for e in c.get("Environment", [])}
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+# --------------------------------------------------------------------------- GPU cluster
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_launch_template_uses_the_gpu_ami_committed_in_context(templates: dict, env: str) -> None:
+    data = only(serving(templates, env), "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    key = f"ssm:account={CONFIG[env]['account']}:parameterName={AMI_PARAMETER}:region={CONFIG[env]['region']}"
+    assert data["ImageId"] == CONTEXT[key]
+    assert data["ImageId"].startswith("ami-")
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_instances_require_imdsv2_with_hop_limit_one(templates: dict, env: str) -> None:
+    data = only(serving(templates, env), "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_root_volume_is_encrypted_gp3_sized_for_the_vllm_image(templates: dict, env: str) -> None:
+    data = only(serving(templates, env), "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    (root,) = data["BlockDeviceMappings"]
+    ebs = root["Ebs"]
+    assert (root["DeviceName"], ebs["VolumeType"], ebs["Encrypted"]) == ("/dev/xvda", "gp3", True)
+    assert ebs["VolumeSize"] == ecs_cfg(env).get("root_volume_gib", 200) >= 100
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_instance_type_from_config(templates: dict, env: str) -> None:
+    data = only(serving(templates, env), "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    assert data["InstanceType"] == ecs_cfg(env)["instance_type"]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_user_data_joins_the_cluster_with_gpu_support_and_the_reserved_memory_sizing_assumes(templates: dict, env: str) -> None:
+    data = only(serving(templates, env), "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]
+    text = json.dumps(data["UserData"])
+    for line in ("ECS_CLUSTER=", "ECS_ENABLE_GPU_SUPPORT=true", "ECS_RESERVED_MEMORY=256", "ECS_AWSVPC_BLOCK_IMDS=true"):
+        assert line in text, line
+    assert "nvidia_gpu" in text  # CloudWatch agent GPU collector (monitoring alarms on it)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_asg_in_private_subnets_scaled_by_the_capacity_provider(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    asg = only(t, "AWS::AutoScaling::AutoScalingGroup")["Properties"]
+    assert all("WorkloadSubnet" in json.dumps(s) for s in asg["VPCZoneIdentifier"])
+    assert len(asg["VPCZoneIdentifier"]) == len(CONFIG[env]["availability_zones"])
+    assert asg["MinSize"] == "0" and "DesiredCapacity" not in asg
+    assert asg["MaxSize"] == str(ecs_cfg(env)["max_capacity"] + 1)  # room for a rolling deployment
+    assert asg["NewInstancesProtectedFromScaleIn"] is True
+    provider = only(t, "AWS::ECS::CapacityProvider")["Properties"]["AutoScalingGroupProvider"]
+    assert provider["ManagedScaling"]["Status"] == "ENABLED"
+    assert provider["ManagedTerminationProtection"] == "ENABLED"
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_container_insights_enhanced(templates: dict, env: str) -> None:
+    settings = only(serving(templates, env), "AWS::ECS::Cluster")["Properties"]["ClusterSettings"]
+    assert {"Name": "containerInsights", "Value": "enhanced"} in settings
+
+
+# --------------------------------------------------------------------------- vLLM container
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_vllm_command_comes_from_config(templates: dict, env: str) -> None:
+    c, m, e = container(serving(templates, env), "vllm"), CONFIG[env]["model"], ecs_cfg(env)
+    args = c["Command"]
+    assert c["EntryPoint"] == ["vllm", "serve"] and args[0] == m["id"]
+    assert flag(args, "--revision") == flag(args, "--tokenizer-revision") == m["revision"]
+    assert flag(args, "--served-model-name") == m["served_name"]
+    assert flag(args, "--max-model-len") == str(m["max_model_len"])
+    assert flag(args, "--tensor-parallel-size") == str(m.get("tensor_parallel_size", 1))
+    assert float(flag(args, "--gpu-memory-utilization")) == e.get("gpu_memory_utilization", 0.9)
+    assert flag(args, "--max-num-seqs") == str(e.get("max_num_seqs", 128))
+    assert flag(args, "--dtype") == m.get("dtype", "bfloat16")
+    assert flag(args, "--kv-cache-dtype") == m.get("kv_cache_dtype", "auto")
+    assert ("--enable-chunked-prefill" in args) == e.get("enable_chunked_prefill", True)
+    assert flag(args, "--port") == str(contract.VLLM_PORT)
+    assert flag(args, "--host") == "127.0.0.1"  # only the gateway beside it reaches vLLM
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_vllm_image_is_the_pinned_config_tag(templates: dict, env: str) -> None:
+    image = json.dumps(container(serving(templates, env), "vllm")["Image"])
+    ref = ecs_cfg(env).get("vllm_image", "vllm/vllm-openai:v0.24.0")
+    repository, tag = ref.rsplit(":", 1)
+    assert tag in image and repository.split("/", 1)[-1] in image
+    assert ":latest" not in image
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_vllm_gets_tensor_parallel_gpus_large_shm_and_memlock(templates: dict, env: str) -> None:
+    c = container(serving(templates, env), "vllm")
+    assert c["ResourceRequirements"] == [{"Type": "GPU", "Value": str(CONFIG[env]["model"].get("tensor_parallel_size", 1))}]
+    assert c["LinuxParameters"]["SharedMemorySize"] >= 4096  # Docker's 64 MB default breaks NCCL
+    ulimits = {u["Name"]: (u["SoftLimit"], u["HardLimit"]) for u in c["Ulimits"]}
+    assert ulimits["memlock"] == (-1, -1)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_hf_token_is_an_ecs_secret_never_plaintext(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    for task in (inference_task(t), prewarm_task(t)):
+        for c in task["ContainerDefinitions"]:
+            assert "HF_TOKEN" not in env_of(c)
+    secrets = {s["Name"]: s["ValueFrom"] for s in container(t, "vllm")["Secrets"]}
+    assert "HF_TOKEN" in secrets and f"{env}-{outputs.MODEL_CACHE}" in json.dumps(secrets["HF_TOKEN"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_efs_is_hf_home_read_only_when_serving_offline(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    offline = ecs_cfg(env).get("hf_hub_offline", True)
+    c = container(t, "vllm")
+    assert env_of(c)["HF_HUB_OFFLINE"] == ("1" if offline else "0")
+    (mount,) = c["MountPoints"]
+    assert env_of(c)["HF_HOME"] == mount["ContainerPath"]
+    assert mount["ReadOnly"] is offline
+    (volume,) = inference_task(t)["Volumes"]
+    efs = volume["EFSVolumeConfiguration"]
+    assert efs["TransitEncryption"] == "ENABLED" and efs["AuthorizationConfig"]["IAM"] == "ENABLED"
+    assert "HfCache" in json.dumps(efs["AuthorizationConfig"]["AccessPointId"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_vllm_health_check_on_health_with_the_longest_start_period(templates: dict, env: str) -> None:
+    check = container(serving(templates, env), "vllm")["HealthCheck"]
+    assert f"127.0.0.1:{contract.VLLM_PORT}/health" in " ".join(check["Command"])
+    assert check["StartPeriod"] == 300
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_task_reserves_what_the_instance_registers(templates: dict, env: str) -> None:
+    task = inference_task(serving(templates, env))
+    cpu, memory = instance_registered_resources(ecs_cfg(env)["instance_type"])
+    assert (task["Cpu"], task["Memory"], task["NetworkMode"]) == (str(cpu), str(memory), "awsvpc")
+    containers = task["ContainerDefinitions"]
+    assert sum(c["Cpu"] for c in containers) <= cpu
+    assert sum(c.get("Memory", c.get("MemoryReservation", 0)) for c in containers) <= memory
+
+
+# --------------------------------------------------------------------------- gateway container
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_image_is_the_repo_asset(templates: dict, env: str) -> None:
+    image = json.dumps(container(serving(templates, env), "gateway")["Image"])
+    assert "cdk-hnb659fds-container-assets" in image
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_starts_after_vllm_is_healthy(templates: dict, env: str) -> None:
+    assert container(serving(templates, env), "gateway")["DependsOn"] == [{"ContainerName": "vllm", "Condition": "HEALTHY"}]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_is_hardened(templates: dict, env: str) -> None:
+    c = container(serving(templates, env), "gateway")
+    assert c["ReadonlyRootFilesystem"] is True
+    assert c["User"].split(":")[0] not in ("0", "root")
+    assert c["PortMappings"] == [{"ContainerPort": contract.GATEWAY_PORT, "Protocol": "tcp"}]
+    assert c["HealthCheck"]["Command"] == list(contract.CONTAINER_HEALTHCHECK_COMMAND)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_environment_follows_the_contract(templates: dict, env: str) -> None:
+    c = container(serving(templates, env), "gateway")
+    environment = env_of(c)
+    assert set(environment) - {"AWS_REGION"} <= set(contract.ALL_ENV_VARS)
+    assert environment[contract.ENV_UPSTREAM_URL] == contract.DEFAULT_UPSTREAM_URL
+    assert environment[contract.ENV_SERVED_MODEL_NAME] == CONFIG[env]["model"]["served_name"]
+    assert environment[contract.ENV_SERVICE_NAME] == f"llm-hosting-{env}"
+    assert environment.get(contract.ENV_LOG_PROMPTS, "false") == "false"
+    assert not set(environment) & set(contract.SECRET_ENV_VARS)
+    assert contract.ENV_API_KEYS in {s["Name"] for s in c["Secrets"]}
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_keep_alive_chain(templates: dict, env: str) -> None:
+    """ALB idle timeout < gateway server keep-alive; gateway upstream keep-alive < vLLM's keep-alive."""
+    t = serving(templates, env)
+    gateway, vllm = env_of(container(t, "gateway")), env_of(container(t, "vllm"))
+    attrs = {a["Key"]: a["Value"] for a in only(t, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]["LoadBalancerAttributes"]}
+    idle = int(attrs["idle_timeout.timeout_seconds"])
+    assert idle == ecs_cfg(env).get("alb_idle_timeout_seconds", 900)
+    assert int(gateway[contract.ENV_KEEPALIVE_TIMEOUT_S]) > idle
+    assert float(gateway[contract.ENV_UPSTREAM_KEEPALIVE_S]) < int(vllm["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_streams_drain_before_stop_timeout(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    gateway = container(t, "gateway")
+    assert gateway["StopTimeout"] == container(t, "vllm")["StopTimeout"] == 120
+    assert float(env_of(gateway)[contract.ENV_DRAIN_TIMEOUT_S]) < gateway["StopTimeout"]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_log_groups_have_retention_and_kms(templates: dict, env: str) -> None:
+    groups = resources(serving(templates, env), "AWS::Logs::LogGroup").values()
+    assert len(groups) == 3  # vllm, gateway, pre-warm
+    for group in groups:
+        assert group["Properties"]["RetentionInDays"] == ecs_cfg(env).get("log_retention_days", 90)
+        assert "ModelCacheKey" in json.dumps(group["Properties"]["KmsKeyId"])
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+def role_statements(t: dict, role_fragment: str) -> list[dict]:
+    policies = [
+        p["Properties"]
+        for p in resources(t, "AWS::IAM::Policy").values()
+        if any(role_fragment in r["Ref"] for r in p["Properties"]["Roles"])
+    ]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_task_role_only_mounts_the_cache_through_its_access_point(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    (statement,) = role_statements(t, "InferenceTaskRole")
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    expected = {"elasticfilesystem:ClientMount"} | ({"elasticfilesystem:ClientWrite"} if not ecs_cfg(env).get("hf_hub_offline", True) else set())
+    assert set(actions) == expected
+    assert "elasticfilesystem:AccessPointArn" in statement["Condition"]["StringEquals"]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_no_managed_policies_and_no_wildcard_actions_on_task_roles(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    for role in resources(t, "AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+    for fragment in ("InferenceTaskRole", "InferenceExecutionRole", "PrewarmTaskRole"):
+        for s in role_statements(t, fragment):
+            assert s["Action"] != "*" and "*" not in s["Action"]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_secret_key_decrypt_only_through_secrets_manager(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    decrypts = [s for s in role_statements(t, "InferenceExecutionRole") if s["Action"] == "kms:Decrypt"]
+    assert decrypts and all(
+        s["Condition"]["StringEquals"]["kms:ViaService"] == f"secretsmanager.{CONFIG[env]['region']}.amazonaws.com"
+        for s in decrypts
+    )
+
+
+# --------------------------------------------------------------------------- service and scaling
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_service_counts_and_grace_period_from_config(templates: dict, env: str) -> None:
+    t, e = serving(templates, env), ecs_cfg(env)
+    service = only(t, "AWS::ECS::Service")["Properties"]
+    assert service["DesiredCount"] == e["desired_capacity"]
+    assert 600 <= service["HealthCheckGracePeriodSeconds"] <= 1200
+    assert service["HealthCheckGracePeriodSeconds"] == e.get("health_check_grace_period_seconds", 900)
+    target = only(t, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (e["min_capacity"], e["max_capacity"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_deployments_roll_back_on_failure_without_losing_capacity(templates: dict, env: str) -> None:
+    deployment = only(serving(templates, env), "AWS::ECS::Service")["Properties"]["DeploymentConfiguration"]
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert deployment["MinimumHealthyPercent"] == 100
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_tasks_spread_across_azs_private_one_per_host(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    service = only(t, "AWS::ECS::Service")["Properties"]
+    assert {"Type": "spread", "Field": "attribute:ecs.availability-zone"} in service["PlacementStrategies"]
+    assert {"Type": "distinctInstance"} in service["PlacementConstraints"]
+    vpc = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert vpc["AssignPublicIp"] == "DISABLED"
+    assert all("WorkloadSubnet" in json.dumps(s) for s in vpc["Subnets"])
+    assert service["CapacityProviderStrategy"] == [{"CapacityProvider": {"Ref": next(iter(resources(t, "AWS::ECS::CapacityProvider")))}, "Weight": 1}]
+    assert service["LoadBalancers"][0]["ContainerName"] == "gateway"
+    assert service["LoadBalancers"][0]["ContainerPort"] == contract.GATEWAY_PORT
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_target_tracking_on_alb_requests_per_target(templates: dict, env: str) -> None:
+    policies = resources(serving(templates, env), "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    (tracking,) = [p["Properties"] for p in policies if p["Properties"]["PolicyType"] == "TargetTrackingScaling"]
+    config = tracking["TargetTrackingScalingPolicyConfiguration"]
+    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ALBRequestCountPerTarget"
+    assert config["TargetValue"] == ecs_cfg(env).get("scale_requests_per_target", 300)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_step_scaling_on_the_gateway_queue_depth_metric(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    (alarm,) = [a["Properties"] for a in resources(t, "AWS::CloudWatch::Alarm").values() if a["Properties"].get("MetricName") == contract.METRIC_QUEUE_DEPTH]
+    assert alarm["Namespace"] == contract.METRICS_NAMESPACE
+    (dimension_set,) = contract.EMF_DIMENSION_SETS
+    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert set(dims) == set(dimension_set)
+    assert dims == {contract.DIMENSION_SERVICE: f"llm-hosting-{env}", contract.DIMENSION_MODEL: CONFIG[env]["model"]["served_name"]}
+    assert alarm["Threshold"] == ecs_cfg(env).get("scale_queue_depth", 8)
+    (step,) = [p["Properties"] for p in resources(t, "AWS::ApplicationAutoScaling::ScalingPolicy").values() if p["Properties"]["PolicyType"] == "StepScaling"]
+    assert all(a["ScalingAdjustment"] > 0 for a in step["StepScalingPolicyConfiguration"]["StepAdjustments"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_off_hours_scale_service_and_hosts_to_zero_and_back(templates: dict, env: str) -> None:
+    t, e = serving(templates, env), ecs_cfg(env)
+    target = only(t, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+    asg_actions = [a["Properties"] for a in resources(t, "AWS::AutoScaling::ScheduledAction").values()]
+    if not e.get("off_hours"):
+        assert "ScheduledActions" not in target and not asg_actions
+        return
+    actions = {a["ScheduledActionName"]: a for a in target["ScheduledActions"]}
+    assert actions["OffHoursDown"]["ScalableTargetAction"] == {"MinCapacity": 0, "MaxCapacity": 0}
+    assert actions["OffHoursDown"]["Schedule"] == f"cron({e['off_hours']['scale_down_cron']})"
+    assert actions["OffHoursUp"]["ScalableTargetAction"] == {"MinCapacity": e["min_capacity"], "MaxCapacity": e["max_capacity"]}
+    down = [a for a in asg_actions if a["MaxSize"] == 0]
+    up = [a for a in asg_actions if a["MaxSize"] > 0]
+    assert len(down) == len(up) == 1 and down[0]["MinSize"] == 0
+    assert len(down[0]["Recurrence"].split()) == 5  # Unix cron for Auto Scaling
+
+
+# --------------------------------------------------------------------------- internal ALB
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_alb_is_internal_in_private_subnets(templates: dict, env: str) -> None:
+    alb = only(serving(templates, env), "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    assert alb["Scheme"] == "internal"
+    assert all("WorkloadSubnet" in json.dumps(s) for s in alb["Subnets"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_alb_admits_only_the_front_door_security_group(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    alb_group = next(k for k, v in resources(t, "AWS::EC2::SecurityGroup").items() if "Internal ALB" in v["Properties"]["GroupDescription"])
+    assert "SecurityGroupIngress" not in t["Resources"][alb_group]["Properties"]
+    ingress = [r["Properties"] for r in resources(t, "AWS::EC2::SecurityGroupIngress").values() if r["Properties"]["GroupId"] == {"Fn::GetAtt": [alb_group, "GroupId"]}]
+    assert len(ingress) == 1
+    assert ingress[0]["SourceSecurityGroupId"]["Fn::GetAtt"][0].startswith("FrontdoorSecurityGroup")
+    assert all("CidrIp" not in r for r in ingress)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_listener_https_only_with_a_certificate(templates: dict, env: str) -> None:
+    listener = only(serving(templates, env), "AWS::ElasticLoadBalancingV2::Listener")["Properties"]
+    if ecs_cfg(env).get("certificate_arn"):
+        assert (listener["Protocol"], listener["Port"]) == ("HTTPS", 443)
+        assert listener["Certificates"] == [{"CertificateArn": ecs_cfg(env)["certificate_arn"]}]
+    else:
+        assert (listener["Protocol"], listener["Port"]) == ("HTTP", 80)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_target_group_health_check_and_draining_for_long_streams(templates: dict, env: str) -> None:
+    tg = only(serving(templates, env), "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
+    assert (tg["TargetType"], tg["Port"], tg["HealthCheckPath"]) == ("ip", contract.GATEWAY_PORT, contract.HEALTH_PATH)
+    assert tg["UnhealthyThresholdCount"] * tg["HealthCheckIntervalSeconds"] >= 60  # a busy GPU is not taken out at once
+    attrs = {a["Key"]: a["Value"] for a in tg["TargetGroupAttributes"]}
+    delay = int(attrs["deregistration_delay.timeout_seconds"])
+    assert delay == CONFIG[env]["api"].get("stream_timeout_seconds", 900) <= 3600
+    assert attrs["load_balancing.algorithm.type"] == "least_outstanding_requests"
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_access_logs_where_configured(templates: dict, env: str) -> None:
+    alb = only(serving(templates, env), "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    attrs = {a["Key"]: a["Value"] for a in alb["LoadBalancerAttributes"]}
+    if ecs_cfg(env).get("alb_access_logs"):
+        assert attrs["access_logs.s3.enabled"] == "true"
+        assert "AlbAccessLogs" in json.dumps(attrs["access_logs.s3.bucket"])
+    else:
+        assert attrs.get("access_logs.s3.enabled", "false") == "false"
+    assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    assert attrs["deletion_protection.enabled"] == str(CONFIG[env]["retain_stateful"]).lower()
+
+
+# --------------------------------------------------------------------------- pre-warm and outputs
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_prewarm_task_downloads_the_pinned_revision_into_efs(templates: dict, env: str) -> None:
+    task = prewarm_task(serving(templates, env))
+    (c,) = task["ContainerDefinitions"]
+    environment = env_of(c)
+    assert environment["MODEL_ID"] == CONFIG[env]["model"]["id"]
+    assert environment["MODEL_REVISION"] == CONFIG[env]["model"]["revision"]
+    assert environment["HF_HUB_OFFLINE"] == "0"
+    assert c["EntryPoint"] == ["python3", "-c"] and "snapshot_download" in c["Command"][0]
+    assert c["Image"] == container(serving(templates, env), "vllm")["Image"]
+    assert c["MountPoints"][0]["ReadOnly"] is False
+    assert {s["Name"] for s in c["Secrets"]} == {"HF_TOKEN"}
+    assert task["Volumes"][0]["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_outputs_for_the_ops_cli(templates: dict, env: str) -> None:
+    out = serving(templates, env)["Outputs"]
+    for key in (
+        outputs.CLUSTER_NAME,
+        outputs.SERVICE_NAME,
+        outputs.LOAD_BALANCER_DNS,
+        outputs.PREWARM_TASK_DEFINITION_ARN,
+        outputs.PREWARM_SUBNETS,
+        outputs.PREWARM_SECURITY_GROUP,
+        outputs.PREWARM_LOG_GROUP,
+        outputs.PREWARM_COMMAND,
+    ):
+        assert key in out, key
+    assert outputs.PREWARM_CAPACITY_PROVIDER not in out  # Fargate
+    command = json.dumps(out[outputs.PREWARM_COMMAND]["Value"])
+    for part in ("aws ecs run-task", "--launch-type FARGATE", "assignPublicIp=DISABLED", f"--region {CONFIG[env]['region']}"):
+        assert part in command, part
