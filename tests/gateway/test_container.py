@@ -38,7 +38,7 @@ def test_runtime_requirements_are_pinned_and_include_uvloop_httptools() -> None:
     reqs = [ln for ln in lines if ln and not ln.startswith("#")]
     assert reqs and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.+]+", r) for r in reqs), reqs
     names = {r.split("==")[0].lower() for r in reqs}
-    assert {"uvicorn", "uvloop", "httptools", "aiohttp", "fastapi"} <= names
+    assert {"uvicorn", "uvloop", "httptools", "fastapi"} <= names
     assert "openai" not in names  # the SDK stays out of the hot path
 
 

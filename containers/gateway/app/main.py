@@ -1,4 +1,4 @@
-"""The FastAPI app factory. Clients (aiohttp pools, backend monitor) are created in the
+"""The FastAPI app factory. Clients (upstream connection pools, backend monitor) are created in the
 lifespan, one set per worker, and reached through :mod:`.dependencies`.
 
 Run it with ``python -m app.server`` (uvicorn with uvloop and httptools; see
@@ -72,11 +72,14 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         version=VERSION,
         description="OpenAI-compatible gateway in front of vLLM: auth, limits, validation, streaming, metrics.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks: off, they cost time on every request and the
+        # gateway has its own per-request log line, EMF metrics and Prometheus metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = s
     install_error_handlers(app)
+    app.include_router(openai.router)  # first: the hot routes match with the fewest checks
     app.include_router(health.router)
-    app.include_router(openai.router)
     app.include_router(simple.router)
     app.add_middleware(BodyLimitMiddleware, limit=s.max_body_bytes)
 

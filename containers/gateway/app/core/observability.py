@@ -81,6 +81,9 @@ class Observability:
         self.p_overhead = Histogram(
             "gateway_overhead_seconds", "Gateway time before the upstream answered", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05), registry=reg
         )
+        self._req_child: dict[tuple[str, int], Any] = {}
+        self._lat_child: dict[str, Any] = {}
+        self._ttft_child: dict[str, Any] = {}
         self._emf_base = {
             "Namespace": contract.METRICS_NAMESPACE,
             "Dimensions": [list(d) for d in contract.EMF_DIMENSION_SETS],
@@ -97,10 +100,19 @@ class Observability:
         latency_ms = (now - r.t0) * 1000.0
         ttft_ms = (r.t_first_byte - r.t0) * 1000.0 if (r.stream and r.t_first_byte is not None) else None
         status = r.status
-        self.p_requests.labels(r.route, str(status)).inc()
-        self.p_latency.labels(r.route).observe(latency_ms / 1000.0)
+        c = self._req_child.get((r.route, status))
+        if c is None:
+            c = self._req_child[(r.route, status)] = self.p_requests.labels(r.route, str(status))
+        c.inc()
+        h = self._lat_child.get(r.route)
+        if h is None:
+            h = self._lat_child[r.route] = self.p_latency.labels(r.route)
+        h.observe(latency_ms / 1000.0)
         if ttft_ms is not None:
-            self.p_ttft.labels(r.route).observe(ttft_ms / 1000.0)
+            h = self._ttft_child.get(r.route)
+            if h is None:
+                h = self._ttft_child[r.route] = self.p_ttft.labels(r.route)
+            h.observe(ttft_ms / 1000.0)
         if r.overhead_ms is not None:
             self.p_overhead.observe(r.overhead_ms / 1000.0)
         if r.prompt_tokens:

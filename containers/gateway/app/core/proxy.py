@@ -22,11 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 
 from . import contract
 from .errors import GatewayError, error_body
+from .httpclient import ReadTimeout, Response, UpstreamError
 from .observability import RequestRecord
 
 perf = time.perf_counter
@@ -121,7 +121,7 @@ class ProxyCall:
                     task.cancel()
 
         watch.add_done_callback(on_disconnect)
-        resp: aiohttp.ClientResponse | None = None
+        resp: Response | None = None
         try:
             headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
             rec.t_upstream_sent = perf()
@@ -152,8 +152,8 @@ class ProxyCall:
                 await e.send(send, [(_REQID, rec.request_id.encode())])
             else:
                 await self._finish_stream(send, _error_event(e.message, e.code or "backend_error", e.status))
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
-            timeout = isinstance(e, asyncio.TimeoutError)
+        except (UpstreamError, ConnectionError) as e:
+            timeout = isinstance(e, ReadTimeout)
             msg = (
                 "backend timeout: the model backend stopped sending"
                 if timeout
@@ -173,7 +173,7 @@ class ProxyCall:
             watch.remove_done_callback(on_disconnect)
             watch.cancel()
             if resp is not None:
-                if self.disconnected or rec.error or not resp.content.at_eof():
+                if self.disconnected or rec.error or not resp.at_eof():
                     resp.close()  # drop the connection: vLLM sees it and aborts the request
                 else:
                     resp.release()
@@ -206,7 +206,7 @@ class ProxyCall:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     # ------------------------------------------------------------------ non-200 upstream
-    async def _relay_error(self, resp: aiohttp.ClientResponse, send: Send) -> None:
+    async def _relay_error(self, resp: Response, send: Send) -> None:
         raw = await resp.read()
         status = resp.status
         self.rec.status = status
@@ -247,7 +247,7 @@ class ProxyCall:
         await send({"type": "http.response.body", "body": raw})
 
     # ------------------------------------------------------------------ non-streaming
-    async def _unary(self, resp: aiohttp.ClientResponse, send: Send) -> None:
+    async def _unary(self, resp: Response, send: Send) -> None:
         rec = self.rec
         raw = await resp.read()
         rec.extra["t_body"] = perf()
@@ -276,7 +276,7 @@ class ProxyCall:
             raw = orjson.dumps(out)
             ctype = b"application/json"
         else:
-            ctype = (resp.headers.get("Content-Type") or "application/json").encode()
+            ctype = (resp.headers.get("content-type") or "application/json").encode()
             if self.gw.s.log_prompts:
                 try:
                     ch = orjson.loads(raw)["choices"][0]
@@ -295,11 +295,11 @@ class ProxyCall:
         await send({"type": "http.response.body", "body": raw})
 
     # ------------------------------------------------------------------ streaming
-    async def _first_chunk(self, content: aiohttp.StreamReader, send: Send) -> bytes:
+    async def _first_chunk(self, content: Response, send: Send) -> bytes:
         hb = self.gw.s.heartbeat_interval_s
         if hb <= 0:
-            return await content.readany()
-        read = asyncio.ensure_future(content.readany())
+            return await content.read_chunk()
+        read = asyncio.ensure_future(content.read_chunk())
         try:
             while True:
                 done, _ = await asyncio.wait((read,), timeout=hb)
@@ -310,12 +310,12 @@ class ProxyCall:
             if not read.done():
                 read.cancel()
 
-    async def _stream(self, resp: aiohttp.ClientResponse, send: Send) -> None:
+    async def _stream(self, resp: Response, send: Send) -> None:
         rec = self.rec
         self.started = True
         rec.status = 200
         await send({"type": "http.response.start", "status": 200, "headers": self._headers_out(list(SSE_HEADERS))})
-        content = resp.content
+        content = resp
         chunk = await self._first_chunk(content, send)
         rec.t_first_byte = perf()
         simple = self.mode == "simple"
@@ -331,7 +331,7 @@ class ProxyCall:
                 i = chunk.rfind(b"\n\n")
                 if i < 0:
                     pending = chunk
-                    chunk = await content.readany()
+                    chunk = await content.read_chunk()
                     continue
                 pending = chunk[i + 2 :]
                 chunk = chunk[: i + 2]
@@ -343,7 +343,7 @@ class ProxyCall:
                 self._collect(chunk, parts)
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await content.readany()
+            chunk = await content.read_chunk()
         if pending:
             await send({"type": "http.response.body", "body": pending, "more_body": True})
         if parts is not None:

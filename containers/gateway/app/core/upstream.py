@@ -1,25 +1,26 @@
-"""Upstream connections: aiohttp pools, one circuit breaker per upstream, the single
+"""Upstream connections: connection pools (:mod:`.httpclient`), one circuit breaker per upstream, the single
 retry layer (connection errors only, before the first byte), the fallback, and the
 backend monitor that polls vLLM's health, queue depth and served models."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 
 from .config import Settings
 from .errors import GatewayError
+from .httpclient import ConnectFailed, Disconnected, Pool, ReadTimeout, Response, UpstreamError
 
 log = logging.getLogger("gateway")
 
-# Errors that mean "the request never reached the upstream": safe to retry once.
-CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionResetError)
+# Errors that mean "the upstream never answered": safe to retry once.
+CONNECT_ERRORS = (ConnectFailed, ConnectionResetError)
 
 
 class CircuitBreaker:
@@ -65,29 +66,22 @@ class CircuitBreaker:
 class Upstream:
     name: str
     base_url: str
-    session: aiohttp.ClientSession
+    pool: Pool
     breaker: CircuitBreaker
     auth_header: str | None = None
     model_override: str | None = None
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.pool.close()
 
 
-def make_session(s: Settings) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=s.upstream_pool_size,
-        limit_per_host=s.upstream_pool_size,
-        keepalive_timeout=s.upstream_keepalive_s,
-        ttl_dns_cache=300,
-    )
-    timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout_s, sock_read=s.read_timeout_s)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        raise_for_status=False,
+def make_pool(s: Settings, base_url: str) -> Pool:
+    return Pool(
+        base_url,
+        connect_timeout_s=s.connect_timeout_s,
+        read_timeout_s=s.read_timeout_s,
+        keepalive_s=s.upstream_keepalive_s,
+        max_idle=s.upstream_pool_size,
     )
 
 
@@ -99,7 +93,7 @@ class Upstreams:
     @classmethod
     def from_settings(cls, s: Settings) -> "Upstreams":
         primary = Upstream(
-            "primary", s.upstream_url, make_session(s), CircuitBreaker(s.circuit_failure_threshold, s.circuit_reset_s)
+            "primary", s.upstream_url, make_pool(s, s.upstream_url), CircuitBreaker(s.circuit_failure_threshold, s.circuit_reset_s)
         )
         fallback = None
         if s.fallback_url:
@@ -107,7 +101,7 @@ class Upstreams:
             fallback = Upstream(
                 "fallback",
                 s.fallback_url,
-                make_session(s),
+                make_pool(s, s.fallback_url),
                 CircuitBreaker(s.circuit_failure_threshold, s.circuit_reset_s),
                 auth_header=f"Bearer {key}" if key else None,
                 model_override=s.fallback_model,
@@ -139,7 +133,7 @@ class Upstreams:
         path: str,
         body: bytes | None | Callable[[Upstream], bytes | None],
         headers: dict[str, str],
-    ) -> tuple[Upstream, aiohttp.ClientResponse]:
+    ) -> tuple[Upstream, Response]:
         """Send the request and return once the response headers are in.
 
         The one retry layer of the gateway: a connection error before any byte came
@@ -156,7 +150,7 @@ class Upstreams:
                 h = headers
                 if up.auth_header:
                     h = {**headers, "Authorization": up.auth_header}
-                resp = await up.session.request(method, up.base_url + path, data=data, headers=h)
+                resp = await up.pool.request(method, path, data, h)
             except CONNECT_ERRORS as e:
                 attempt += 1
                 if attempt == 1:
@@ -171,10 +165,10 @@ class Upstreams:
                     f"backend unavailable: could not connect to the model backend ({type(e).__name__})",
                     code="backend_unreachable",
                 ) from e
-            except asyncio.TimeoutError as e:
+            except ReadTimeout as e:
                 up.breaker.failure()
                 raise GatewayError(504, "backend timeout: the model backend did not answer in time", code="backend_timeout") from e
-            except aiohttp.ClientError as e:
+            except (Disconnected, UpstreamError, OSError) as e:
                 up.breaker.failure()
                 raise GatewayError(502, f"backend error: {type(e).__name__}: {e}", code="backend_error") from e
             if resp.status >= 500:
@@ -229,22 +223,27 @@ class BackendMonitor:
     async def poll(self) -> None:
         up = self.upstreams.primary
         st = self.state
-        timeout = aiohttp.ClientTimeout(total=max(2.0, self.s.health_poll_interval_s))
+        timeout = max(2.0, self.s.health_poll_interval_s)
+
+        async def get(path: str) -> tuple[int, bytes]:
+            r = await up.pool.request("GET", path, None, {})
+            try:
+                return r.status, await r.read()
+            finally:
+                r.release()
+
         try:
-            async with up.session.get(up.base_url + "/health", timeout=timeout) as r:
-                await r.read()
-                st.healthy = r.status == 200
-                st.reason = "ok" if st.healthy else f"backend /health returned {r.status}"
+            status, _ = await asyncio.wait_for(get("/health"), timeout)
+            st.healthy = status == 200
+            st.reason = "ok" if st.healthy else f"backend /health returned {status}"
             if st.healthy:
-                async with up.session.get(up.base_url + "/metrics", timeout=timeout) as r:
-                    text = await r.read()
+                _, text = await asyncio.wait_for(get("/metrics"), timeout)
                 st.queue_depth = int(sum(float(m) for m in _WAITING.findall(text)))
                 st.running = int(sum(float(m) for m in _RUNNING.findall(text)))
                 if not self.s.served_model_name:
-                    async with up.session.get(up.base_url + "/v1/models", timeout=timeout) as r:
-                        if r.status == 200:
-                            data = await r.json()
-                            st.models = frozenset(m["id"] for m in data.get("data", []))
+                    status, raw = await asyncio.wait_for(get("/v1/models"), timeout)
+                    if status == 200:
+                        st.models = frozenset(m["id"] for m in json.loads(raw).get("data", []))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure means "not healthy"

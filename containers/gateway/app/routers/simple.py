@@ -4,7 +4,6 @@ and POST /v1/chat/stream (SSE ``data: {"content": ...}`` events ending ``data: [
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -16,6 +15,7 @@ from ..core.observability import RequestRecord
 from ..core.proxy import ProxyCall
 from ..core.validation import validate_chat
 from ..dependencies import GatewayDep, KeyIdDep
+from .openai import new_request_id
 from ..schemas import ErrorResponse, SimpleChatRequest, SimpleChatResponse
 
 router = APIRouter(tags=["simple"])
@@ -73,7 +73,7 @@ def _payload(req: SimpleChatRequest, gw: Any, stream: bool) -> dict[str, Any]:
 
 def _start(request: Request, gw: Any, key_id: str, route: str, body: SimpleChatRequest, stream: bool) -> ProxyCall:
     rid = request.headers.get("x-request-id")
-    rec = RequestRecord(route, rid if rid and len(rid) <= 128 else uuid.uuid4().hex, time.perf_counter(), key_id=key_id)
+    rec = RequestRecord(route, rid if rid and len(rid) <= 128 else new_request_id(), time.perf_counter(), key_id=key_id)
     rec.stream = stream
     gw.obs.start()
     slot = False
