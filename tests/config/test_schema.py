@@ -158,3 +158,16 @@ def test_invalid_file_fails_synth_and_writes_no_template(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
     assert not list(outdir.rglob("*.template.json")), "a template was written despite the invalid config"
     assert ROOT.exists()
+
+
+def test_task_larger_than_the_instance_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serving task is sized from what the host registers with ECS; a task above it is rejected at load."""
+    import config.schema as schema
+
+    monkeypatch.setattr(schema, "ecs_task_resources", lambda instance_type: (64 * 1024, 512 * 1024))
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError) as err:
+        load_environment(path)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path}: ecs.instance_type: ")
+    assert "registers with ECS" in message and "g6.2xlarge" in message

@@ -90,6 +90,7 @@ def test_user_data_joins_the_cluster_with_gpu_support_and_the_reserved_memory_si
     for line in ("ECS_CLUSTER=", "ECS_ENABLE_GPU_SUPPORT=true", "ECS_RESERVED_MEMORY=256", "ECS_AWSVPC_BLOCK_IMDS=true"):
         assert line in text, line
     assert "nvidia_gpu" in text  # CloudWatch agent GPU collector (monitoring alarms on it)
+    assert text.index("ECS_CLUSTER=") < text.index("dnf install")  # a slow install never delays joining the cluster
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
@@ -181,6 +182,11 @@ def test_vllm_health_check_on_health_with_the_longest_start_period(templates: di
     check = container(serving(templates, env), "vllm")["HealthCheck"]
     assert f"127.0.0.1:{contract.VLLM_PORT}/health" in " ".join(check["Command"])
     assert check["StartPeriod"] == 300
+    # the whole window a model load gets before ECS replaces the task, and the ALB waits longer still
+    window = check["StartPeriod"] + check["Retries"] * check["Interval"]
+    assert window == 600
+    grace = only(serving(templates, env), "AWS::ECS::Service")["Properties"]["HealthCheckGracePeriodSeconds"]
+    assert grace >= window
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)

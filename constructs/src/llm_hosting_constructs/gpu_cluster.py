@@ -101,26 +101,6 @@ class GpuCluster(Construct):
             "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
             "EOF",
         )
-        if cloudwatch_agent_config is not None:
-            # Host metrics ECS does not publish (GPU utilization: the nvidia_gpu collector).
-            config_path = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
-            user_data.add_commands(
-                "dnf install -y amazon-cloudwatch-agent",
-                f"cat > {config_path} <<'EOF'",
-                json.dumps(cloudwatch_agent_config, sort_keys=True),
-                "EOF",
-                "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s "
-                f"-c file:{config_path}",
-            )
-            namespace = cloudwatch_agent_config.get("metrics", {}).get("namespace", "CWAgent")
-            self.instance_role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
-                )
-            )
-            self.instance_role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"]))
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -175,6 +155,27 @@ class GpuCluster(Construct):
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        if cloudwatch_agent_config is not None:
+            # Host metrics ECS does not publish (GPU utilization: the nvidia_gpu collector). After the
+            # capacity provider has written ECS_CLUSTER: a slow or failed install never delays joining.
+            config_path = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
+            user_data.add_commands(
+                "dnf install -y amazon-cloudwatch-agent",
+                f"cat > {config_path} <<'EOF'",
+                json.dumps(cloudwatch_agent_config, sort_keys=True),
+                "EOF",
+                "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s "
+                f"-c file:{config_path}",
+            )
+            namespace = cloudwatch_agent_config.get("metrics", {}).get("namespace", "CWAgent")
+            self.instance_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"cloudwatch:namespace": namespace}},
+                )
+            )
+            self.instance_role.add_to_policy(iam.PolicyStatement(actions=["ec2:DescribeTags"], resources=["*"]))
         skip_checkov(
             self.instance_role.node.find_child("DefaultPolicy"),
             "CKV_AWS_111",

@@ -18,6 +18,7 @@ from .vllm import HF_HOME, VLLM_ENTRYPOINT, vllm_healthcheck_command
 # ECS caps a container health check's start period at 300 s; the service's health-check grace
 # period covers the rest of a slow model load.
 MAX_START_PERIOD = Duration.seconds(300)
+MAX_RETRIES = 10
 MAX_STOP_TIMEOUT = Duration.seconds(120)
 VLLM_CONTAINER = "vllm"
 GATEWAY_CONTAINER = "gateway"
@@ -136,11 +137,13 @@ class InferenceTask(Construct):
             environment=dict(vllm_environment),
             secrets={"HF_TOKEN": ecs.Secret.from_secrets_manager(hf_token)},
             linux_parameters=self._vllm_linux_parameters(shm),
+            # Model load window before ECS replaces the task: 300 s start period + 10 × 30 s = 600 s
+            # (ECS allows no more retries); the service's ALB grace period is longer still.
             health_check=ecs.HealthCheck(
                 command=vllm_healthcheck_command(vllm_port),
                 interval=Duration.seconds(30),
                 timeout=Duration.seconds(10),
-                retries=5,
+                retries=MAX_RETRIES,
                 start_period=MAX_START_PERIOD,
             ),
             stop_timeout=stop_timeout,
