@@ -38,8 +38,8 @@ def test_chat_stream_times_first_token(gateway_server: Proc, llmhost: Callable[.
     assert m, (r.out, r.err)
     ttft, tokens, total = float(m.group(1)), int(m.group(2)), float(m.group(3))
     assert 0 < ttft <= total and 1 <= tokens <= 12, (r.out, r.err)
-    if tokens > 1:
-        assert "tokens/s" in r.err
+    if tokens > 1:  # the CPU engine sometimes sends a whole answer in one burst: no honest rate then
+        assert "tokens/s after the first" in r.err or "tokens arrived in one burst" in r.err, r.err
 
 
 def test_chat_rejected_key_and_unreachable(gateway_server: Proc, llmhost: Callable[..., Any]) -> None:

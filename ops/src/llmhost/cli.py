@@ -301,18 +301,13 @@ def cost_cmd(
 def prewarm_cmd(state: State, env_name: str, timeout_s: float, poll_s: float) -> None:
     """Run the pre-warm task that downloads the model into the EFS cache, and follow it."""
     cfg = state.env(env_name)
-    console = _err()
-    result = prewarm.run(state.aws(cfg), env_name, console=console, poll_s=poll_s, timeout_s=timeout_s)
+    result = prewarm.run(state.aws(cfg), env_name, console=_err(), poll_s=poll_s, timeout_s=timeout_s)
     task_id = result.task_arn.rsplit("/", 1)[-1]
     if result.succeeded:
         _out().print(
             f"[green]✓[/green] pre-warm task {task_id} succeeded: {cfg.model.id} is in the cache ({result.reason})"
         )
         return
-    if result.log_tail:
-        console.print("last log lines:")
-        for line in result.log_tail:
-            console.print(f"  {line}", highlight=False, markup=False)
     where = f"; logs: {result.log}" if result.log else ""
     raise LlmhostError(f"pre-warm task {task_id} failed: {result.reason}{where}")
 
@@ -352,16 +347,16 @@ def _stats(result: ChatResult) -> str:
     parts = []
     if result.ttft_s is not None:
         parts.append(f"time to first token {result.ttft_s:.3f} s")
-    parts.append(
-        f"{result.completion_tokens} tokens in {result.total_s:.2f} s"
-        if result.completion_tokens
-        else f"{result.total_s:.2f} s"
-    )
-    rate = result.tokens_per_second
-    if rate is not None:
-        parts.append(
-            f"{rate:,.1f} tokens/s" + ("" if result.streamed else " end to end (use --stream for time to first token)")
-        )
+    tokens = f"{result.completion_tokens} tokens in " if result.completion_tokens else ""
+    parts.append(f"{tokens}{result.total_s:.2f} s")
+    if result.decode_rate is not None:
+        parts.append(f"{result.decode_rate:,.1f} tokens/s after the first")
+    elif result.end_to_end_rate is not None:
+        parts.append(f"{result.end_to_end_rate:,.1f} tokens/s end to end")
+    if not result.streamed:
+        parts.append("use --stream for time to first token")
+    elif result.completion_tokens > 1 and result.decode_rate is None:
+        parts.append("tokens arrived in one burst")
     return " · ".join(parts)
 
 

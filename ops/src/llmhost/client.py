@@ -20,6 +20,7 @@ from .errors import LlmhostError
 HEALTH_PATH = "health"
 """The gateway's readiness path (containers/gateway contract.HEALTH_PATH, without the slash)."""
 API_KEY_HEADER = "x-api-key"
+MIN_DECODE_SPAN_S = 0.05
 """API Gateway's API-key header; the gateway accepts it as well."""
 
 
@@ -54,17 +55,22 @@ class ChatResult:
     saw_done: bool
 
     @property
-    def tokens_per_second(self) -> float | None:
-        """Generation rate: tokens after the first over the time after the first (streaming), or
-        tokens over the whole request (not streaming); None when unknown."""
-        if self.completion_tokens == 0:
+    def decode_rate(self) -> float | None:
+        """Tokens per second after the first (streaming): (tokens − 1) / (last − first token time).
+
+        None when it cannot be measured honestly: too few tokens, or tokens that arrived in one
+        burst (less than MIN_DECODE_SPAN_S apart), where the ratio would say more about buffering
+        than about generation.
+        """
+        if not self.streamed or self.ttft_s is None or self.last_token_s is None or self.completion_tokens < 2:
             return None
-        if self.streamed:
-            if self.ttft_s is None or self.last_token_s is None or self.completion_tokens < 2:
-                return None
-            span = self.last_token_s - self.ttft_s
-            return (self.completion_tokens - 1) / span if span > 0 else None
-        return self.completion_tokens / self.total_s if self.total_s > 0 else None
+        span = self.last_token_s - self.ttft_s
+        return (self.completion_tokens - 1) / span if span >= MIN_DECODE_SPAN_S else None
+
+    @property
+    def end_to_end_rate(self) -> float | None:
+        """Completion tokens over the whole request, prefill included."""
+        return self.completion_tokens / self.total_s if self.completion_tokens and self.total_s > 0 else None
 
 
 class StreamTimer:

@@ -33,7 +33,6 @@ class PrewarmResult:
     reason: str
     """One line: what ended the task (its stoppedReason and each container's exit code)."""
     log: LogStream | None
-    log_tail: list[str]
 
 
 def _log_stream(task_definition: dict[str, Any], task_id: str) -> LogStream | None:
@@ -53,7 +52,6 @@ class _LogFollower:
         self.logs = aws.client("logs") if log else None
         self.log = log
         self.token: str | None = None
-        self.lines: list[str] = []
 
     def poll(self) -> list[str]:
         if self.logs is None or self.log is None:
@@ -70,9 +68,7 @@ class _LogFollower:
         except self.logs.exceptions.ResourceNotFoundException:
             return []  # the container has not written yet
         self.token = page.get("nextForwardToken", self.token)
-        new = [e["message"].rstrip("\n") for e in page.get("events", [])]
-        self.lines += new
-        return new
+        return [e["message"].rstrip("\n") for e in page.get("events", [])]
 
 
 def run(
@@ -160,7 +156,8 @@ def run(
                     + (f" and `aws logs tail {log.group} --log-stream-names {log.stream} --follow`" if log else "")
                 )
             (sleep or time.sleep)(poll_s)
-    follower.poll()  # lines written just before the task stopped
+    for line in follower.poll():  # lines written just before the task stopped
+        console.print(f"[dim]{line}[/dim]", highlight=False)
 
     containers = task.get("containers", [])
     codes = {c["name"]: c.get("exitCode") for c in containers}
@@ -168,4 +165,4 @@ def run(
     parts = [task.get("stoppedReason") or task.get("stopCode") or "stopped"]
     parts += [f"{name} exit code {'none' if code is None else code}" for name, code in codes.items()]
     parts += [c["reason"] for c in containers if c.get("reason")]
-    return PrewarmResult(task_arn, succeeded, "; ".join(parts), log, follower.lines[-20:])
+    return PrewarmResult(task_arn, succeeded, "; ".join(parts), log)
