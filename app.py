@@ -25,9 +25,21 @@ from config.schema import (
 )
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
+from llm_hosting_constructs.alarms import AlarmThresholds
+from llm_hosting_constructs.front_door import TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
+from llm_hosting_constructs.signals import (
+    EcsServiceRef,
+    GatewayMetricNames,
+    LoadBalancerRef,
+    SageMakerRef,
+    ServiceSignals,
+)
+from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
+from stacks.api import ApiStack
 from stacks.model_cache import ModelCacheStack
+from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
 from stacks.sagemaker import SageMakerSettings, SageMakerStack
 from stacks.serving import ServingSettings, ServingStack
@@ -64,10 +76,10 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
         removal_policy=_removal(cfg),
         termination_protection=cfg.retain_stateful,
     )
-    if "ecs" in cfg.backends:
-        build_ecs_serving(stage, cfg, network)
-    if "sagemaker" in cfg.backends:
-        build_sagemaker(stage, cfg, network)
+    serving = build_ecs_serving(stage, cfg, network) if "ecs" in cfg.backends else None
+    sagemaker = build_sagemaker(stage, cfg, network) if "sagemaker" in cfg.backends else None
+    api = build_api(stage, cfg, network, serving) if serving is not None else None
+    build_monitoring(stage, cfg, api=api, serving=serving, sagemaker=sagemaker)
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)
     return stage
@@ -226,6 +238,100 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
         vpc=network.vpc,
         subnets=network.workload_subnets,
         settings=sagemaker_settings(cfg),
+        removal_policy=_removal(cfg),
+    )
+
+
+def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, serving: ServingStack) -> ApiStack:
+    """The public front door: REST API -> VPC link v2 -> the serving stack's internal ALB."""
+    domain = cfg.api.custom_domain
+    return ApiStack(
+        stage,
+        outputs.API,
+        description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        frontdoor_security_group=serving.frontdoor_security_group,
+        listener=serving.listener,
+        tenants=[
+            TenantPlan(
+                name=t.name,
+                rate_limit=t.rate_limit,
+                burst_limit=t.burst_limit,
+                quota_limit=t.quota.limit if t.quota else None,
+                quota_period=t.quota.period if t.quota else "MONTH",
+            )
+            for t in cfg.api.tenants
+        ],
+        api_name=f"llm-hosting-{cfg.name}",
+        stage_name=cfg.name,
+        rate_limit=cfg.api.rate_limit,
+        burst_limit=cfg.api.burst_limit,
+        stream_timeout=cdk.Duration.seconds(cfg.api.stream_timeout_seconds),
+        access_log_retention=RETENTION[cfg.api.access_log_retention_days],
+        waf_rate_limit=cfg.api.waf_rate_limit if cfg.api.waf_enabled else None,
+        removal_policy=_removal(cfg),
+        domain_name=domain.domain_name if domain else None,
+        certificate_arn=domain.certificate_arn if domain else None,
+        hosted_zone_id=domain.hosted_zone_id if domain else None,
+        hosted_zone_name=domain.hosted_zone_name if domain else None,
+    )
+
+
+def build_monitoring(
+    stage: cdk.Stage,
+    cfg: EnvironmentConfig,
+    *,
+    api: ApiStack | None,
+    serving: ServingStack | None,
+    sagemaker: SageMakerStack | None,
+) -> MonitoringStack:
+    """Alarms, the paging composite and the dashboard over whatever this environment deploys."""
+    signals = ServiceSignals(
+        api=api.front_door.signals() if api else None,
+        load_balancer=(
+            LoadBalancerRef(serving.alb.load_balancer_full_name, serving.target_group.target_group_full_name)
+            if serving
+            else None
+        ),
+        ecs=EcsServiceRef(serving.cluster.cluster_name, serving.service.service_name) if serving else None,
+        gpu_utilization=(
+            gpu_metrics.utilization_metric(serving.auto_scaling_group.auto_scaling_group_name) if serving else None
+        ),
+        gateway=(
+            GatewayMetricNames(
+                namespace=contract.METRICS_NAMESPACE,
+                dimensions=serving.metric_dimensions(),
+                requests=contract.METRIC_REQUESTS,
+                errors=contract.METRIC_ERRORS,
+                ttft=contract.METRIC_TTFT,
+                latency=contract.METRIC_LATENCY,
+                queue_depth=contract.METRIC_QUEUE_DEPTH,
+                in_flight=contract.METRIC_IN_FLIGHT,
+            )
+            if serving
+            else None
+        ),
+        sagemaker=(
+            SageMakerRef(
+                endpoint_name=sagemaker.endpoint_name,
+                variant_name=sagemaker.variant_name,
+                gpus_per_instance=get_instance(cfg.sagemaker.instance_type).gpu_count,
+            )
+            if sagemaker is not None and cfg.sagemaker is not None
+            else None
+        ),
+    )
+    return MonitoringStack(
+        stage,
+        outputs.MONITORING,
+        description=f"llm-hosting {cfg.name}: alarms, paging composite alarm, on-call dashboard",
+        signals=signals,
+        alarm_emails=list(cfg.monitoring.alarm_emails),
+        name_prefix=f"llm-hosting-{cfg.name}",
+        thresholds=AlarmThresholds(**cfg.monitoring.thresholds.model_dump()),
+        min_healthy_hosts=cfg.ecs.min_capacity if cfg.ecs else 0,
+        scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
         removal_policy=_removal(cfg),
     )
 

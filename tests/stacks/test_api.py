@@ -1,0 +1,180 @@
+"""The API stack of every environment, read from the synthesized templates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.schema import load_all
+from llm_hosting_constructs import outputs
+from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
+from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
+from tests.cfn import ENVIRONMENTS, only, resources
+
+pytestmark = pytest.mark.synth
+CONFIG = {c.name: c for c in load_all()}
+
+
+def api(templates: dict, env: str) -> dict:
+    return templates[env][outputs.stack_name(env, outputs.API)]
+
+
+def routes(template: dict) -> dict[str, dict]:
+    """{'POST /v1/chat/completions': integration} from each method's resource chain."""
+    res = resources(template, "AWS::ApiGateway::Resource")
+
+    def path(ref: dict) -> str:
+        node = res[ref["Ref"]]["Properties"]
+        parent = node["ParentId"]
+        prefix = path(parent) if "Ref" in parent and parent["Ref"] in res else ""
+        return f"{prefix}/{node['PathPart']}"
+
+    return {
+        f"{m['Properties']['HttpMethod']} {path(m['Properties']['ResourceId'])}": m["Properties"]
+        for m in resources(template, "AWS::ApiGateway::Method").values()
+    }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_regional_rest_api_named_per_environment(templates: dict, env: str) -> None:
+    props = only(api(templates, env), "AWS::ApiGateway::RestApi")["Properties"]
+    assert props["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert props["Name"] == f"llm-hosting-{env}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_the_declared_routes_exist(templates: dict, env: str) -> None:
+    expected = {f"{r.method} {r.path}" for r in DEFAULT_ROUTES}
+    assert expected == {"POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "POST /v1/chat", "POST /v1/chat/stream"}
+    assert set(routes(api(templates, env))) == expected
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_integration_is_private_via_vpc_link_v2_to_the_serving_alb(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    link_id = next(iter(resources(t, "AWS::ApiGatewayV2::VpcLink")))
+    for route, method in routes(t).items():
+        integration = method["Integration"]
+        assert integration["Type"] == "HTTP_PROXY", route
+        assert integration["ConnectionType"] == "VPC_LINK"
+        assert integration["ConnectionId"] == {"Ref": link_id}
+        assert integration["IntegrationHttpMethod"] == method["HttpMethod"]
+        target = json.dumps(integration["IntegrationTarget"])
+        assert "Fn::ImportValue" in target and "serving" in target and "Alb" in target
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_vpc_link_uses_the_serving_front_door_security_group(templates: dict, env: str) -> None:
+    link = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]
+    (group,) = link["SecurityGroupIds"]
+    assert "FrontdoorSecurityGroup" in json.dumps(group)
+    assert len(link["SubnetIds"]) == len(CONFIG[env].availability_zones)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backend_uri_is_the_route_path_without_stage(templates: dict, env: str) -> None:
+    for route, method in routes(api(templates, env)).items():
+        parts = method["Integration"]["Uri"]["Fn::Join"][1]
+        assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1])
+        assert parts[2] == f":80{route.split(' ')[1]}", route
+        assert f"/{env}" not in parts[2]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_streaming_routes_stream_for_the_configured_time(templates: dict, env: str) -> None:
+    by_route = routes(api(templates, env))
+    for r in DEFAULT_ROUTES:
+        integration = by_route[f"{r.method} {r.path}"]["Integration"]
+        if r.streaming:
+            assert integration["ResponseTransferMode"] == "STREAM", r.path
+            assert integration["TimeoutInMillis"] == CONFIG[env].api.stream_timeout_seconds * 1000
+        else:
+            assert integration["ResponseTransferMode"] == "BUFFERED", r.path
+            assert integration["TimeoutInMillis"] == 29_000
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_method_requires_an_api_key(templates: dict, env: str) -> None:
+    assert all(m["ApiKeyRequired"] is True for m in routes(api(templates, env)).values())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_one_key_and_usage_plan_per_tenant(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    plans = {p["Properties"]["UsagePlanName"]: p["Properties"] for p in resources(t, "AWS::ApiGateway::UsagePlan").values()}
+    tenants = CONFIG[env].api.tenants
+    assert set(plans) == {x.name for x in tenants}
+    for tenant in tenants:
+        plan = plans[tenant.name]
+        assert plan["Throttle"] == {"RateLimit": tenant.rate_limit, "BurstLimit": tenant.burst_limit}
+        assert plan.get("Quota") == ({"Limit": tenant.quota.limit, "Period": tenant.quota.period} if tenant.quota else None)
+        assert len(plan["ApiStages"]) == 1
+    assert len(resources(t, "AWS::ApiGateway::ApiKey")) == len(tenants)
+    assert len(resources(t, "AWS::ApiGateway::UsagePlanKey")) == len(tenants)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_stage_default_throttling_and_tracing(templates: dict, env: str) -> None:
+    stage = only(api(templates, env), "AWS::ApiGateway::Stage")["Properties"]
+    (settings,) = stage["MethodSettings"]
+    assert settings["HttpMethod"] == "*" and settings["ResourcePath"] == "/*"
+    assert settings["ThrottlingRateLimit"] == CONFIG[env].api.rate_limit
+    assert settings["ThrottlingBurstLimit"] == CONFIG[env].api.burst_limit
+    assert settings["DataTraceEnabled"] is False  # no request/response bodies in execution logs
+    assert stage["TracingEnabled"] is True and stage["StageName"] == env
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_access_logs_are_json_to_a_kms_encrypted_group_with_retention(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    stage = only(t, "AWS::ApiGateway::Stage")["Properties"]
+    assert json.loads(stage["AccessLogSetting"]["Format"]) == ACCESS_LOG_FIELDS
+    groups = resources(t, "AWS::Logs::LogGroup")
+    group_id = "FrontDoorAccessLogs5339A6AD"  # pinned: renaming it would replace the log group
+    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": [group_id, "Arn"]}
+    group = groups[group_id]
+    assert group["Properties"]["RetentionInDays"] == CONFIG[env].api.access_log_retention_days
+    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["FrontDoorLogKey9799C4ED", "Arn"]}
+    assert group["DeletionPolicy"] == ("Retain" if CONFIG[env].retain_stateful else "Delete")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_waf_follows_config(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    acls = resources(t, "AWS::WAFv2::WebACL")
+    if not CONFIG[env].api.waf_enabled:
+        assert not acls and not resources(t, "AWS::WAFv2::WebACLAssociation")
+        return
+    (acl,) = acls.values()
+    rules = acl["Properties"]["Rules"]
+    groups = [r["Statement"]["ManagedRuleGroupStatement"]["Name"] for r in rules if "ManagedRuleGroupStatement" in r["Statement"]]
+    assert groups == list(DEFAULT_MANAGED_RULE_GROUPS)
+    (rate,) = [r["Statement"]["RateBasedStatement"] for r in rules if "RateBasedStatement" in r["Statement"]]
+    assert rate["Limit"] == CONFIG[env].api.waf_rate_limit and rate["AggregateKeyType"] == "IP"
+    # pinned: the WAF log group and its key are stateful
+    assert {"WafLogs5C6BB543", "WafLogKeyD1F91AE4"} <= set(t["Resources"])
+    association = only(t, "AWS::WAFv2::WebACLAssociation")["Properties"]
+    assert "Stage" in json.dumps(association["ResourceArn"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_outputs_are_the_url_and_key_ids_never_values(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    outs = t["Outputs"]
+    assert outputs.API_URL in outs and outputs.API_KEY_IDS in outs
+    key_ids = set(resources(t, "AWS::ApiGateway::ApiKey"))
+    value = outs[outputs.API_KEY_IDS]["Value"]
+    refs = [value] if "Ref" in value else value["Fn::Join"][1]  # one key: CDK folds the join into a Ref
+    assert "Fn::Join" not in value or value["Fn::Join"][0] == ","
+    assert {ref["Ref"] for ref in refs} == key_ids  # Ref of an ApiKey is its id; no GetAtt of a value
+    stage_id = next(iter(resources(t, "AWS::ApiGateway::Stage")))
+    url = outs[outputs.API_URL]["Value"]["Fn::Join"][1]
+    assert url[0] == "https://" and {"Ref": stage_id} in url and url[-1] == "/"
+    assert set(outs) - {outputs.API_URL, outputs.API_KEY_IDS} <= {k for k in outs if k.startswith("ExportsOutput")}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_custom_domain_unless_configured(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    assert bool(resources(t, "AWS::ApiGateway::DomainName")) == (CONFIG[env].api.custom_domain is not None)

@@ -1,0 +1,172 @@
+"""The monitoring stack of every environment, read from the synthesized templates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config.schema import load_all
+from containers.gateway.app.core import contract
+from llm_hosting_constructs import gpu_metrics, outputs
+from tests.cfn import ENVIRONMENTS, only, resources
+
+pytestmark = pytest.mark.synth
+CONFIG = {c.name: c for c in load_all()}
+GW = contract.METRICS_NAMESPACE
+
+
+def monitoring(templates: dict, env: str) -> dict:
+    return templates[env][outputs.stack_name(env, outputs.MONITORING)]
+
+
+def alarms(template: dict, env: str) -> dict[str, dict]:
+    prefix = f"llm-hosting-{env}-"
+    return {a["Properties"]["AlarmName"].removeprefix(prefix): a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()}
+
+
+def sagemaker_deployed(templates: dict, env: str) -> bool:
+    """SageMaker alarms belong where the environment has the backend and its stack is part of the app."""
+    return "sagemaker" in CONFIG[env].backends and outputs.stack_name(env, outputs.SAGEMAKER) in templates[env]
+
+
+def expected(templates: dict, env: str) -> dict[str, tuple]:
+    """name -> (namespace, metric, statistic, threshold, comparison, missing data)."""
+    cfg = CONFIG[env]
+    t = cfg.monitoring.thresholds
+    rows = {
+        "api-5xx-rate": ("AWS/ApiGateway", "5XXError", "Average", t.api_5xx_rate, "GreaterThanThreshold", "notBreaching"),
+        "api-latency-p99": ("AWS/ApiGateway", "Latency", "p99", t.api_latency_p99_ms, "GreaterThanThreshold", "notBreaching"),
+        "api-throttled": ("LlmHosting/Api", "ThrottledRequests", "Sum", t.api_throttled_requests, "GreaterThanThreshold", "notBreaching"),
+        "alb-target-5xx": ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "Sum", t.alb_target_5xx, "GreaterThanThreshold", "notBreaching"),
+        "alb-elb-5xx": ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "Sum", t.alb_elb_5xx, "GreaterThanThreshold", "notBreaching"),
+        "unhealthy-hosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", t.unhealthy_hosts, "GreaterThanThreshold", "notBreaching"),
+        "tasks-below-desired": ("ECS/ContainerInsights", "RunningTaskCount", "Average", 1, "GreaterThanOrEqualToThreshold", "breaching"),
+        "gpu-utilization": (gpu_metrics.NAMESPACE, gpu_metrics.UTILIZATION, "Average", t.gpu_utilization_percent, "GreaterThanThreshold", "notBreaching"),
+        "gateway-ttft-p95": (GW, contract.METRIC_TTFT, "p95", t.ttft_p95_ms, "GreaterThanThreshold", "notBreaching"),
+        "gateway-error-rate": (GW, contract.METRIC_ERRORS, "Average", t.gateway_error_rate, "GreaterThanThreshold", "notBreaching"),
+        "queue-depth": (GW, contract.METRIC_QUEUE_DEPTH, "Maximum", t.queue_depth, "GreaterThanThreshold", "notBreaching"),
+    }
+    if cfg.ecs.min_capacity > 0:
+        rows["healthy-hosts-below-min"] = ("AWS/ApplicationELB", "HealthyHostCount", "Minimum", cfg.ecs.min_capacity, "LessThanThreshold", "breaching")
+    if sagemaker_deployed(templates, env):
+        rows["sagemaker-model-latency-p99"] = ("AWS/SageMaker", "ModelLatency", "p99", t.sagemaker_model_latency_p99_ms * 1000, "GreaterThanThreshold", "notBreaching")
+        rows["sagemaker-5xx"] = ("AWS/SageMaker", "Invocation5XXErrors", "Sum", t.sagemaker_5xx, "GreaterThanThreshold", "notBreaching")
+        rows["sagemaker-gpu-utilization"] = ("/aws/sagemaker/Endpoints", "GPUUtilization", "Average", None, "GreaterThanThreshold", "notBreaching")
+    return rows
+
+
+def metric_stats(alarm: dict) -> list[tuple[str, str, str]]:
+    """(namespace, metric, statistic) of a plain alarm or of each metric inside a math alarm."""
+    if "MetricName" in alarm:
+        return [(alarm["Namespace"], alarm["MetricName"], alarm.get("ExtendedStatistic") or alarm["Statistic"])]
+    return [
+        (q["MetricStat"]["Metric"]["Namespace"], q["MetricStat"]["Metric"]["MetricName"], q["MetricStat"]["Stat"])
+        for q in alarm["Metrics"]
+        if "MetricStat" in q
+    ]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_expected_alarms_and_no_others(templates: dict, env: str) -> None:
+    assert set(alarms(monitoring(templates, env), env)) == set(expected(templates, env))
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_alarm_metric_statistic_threshold_and_missing_data(templates: dict, env: str) -> None:
+    found = alarms(monitoring(templates, env), env)
+    for name, (namespace, metric, stat, threshold, comparison, missing) in expected(templates, env).items():
+        alarm = found[name]
+        assert (namespace, metric, stat) in metric_stats(alarm), name
+        if threshold is not None:
+            assert alarm["Threshold"] == threshold, name
+        assert alarm["ComparisonOperator"] == comparison, name
+        assert alarm["TreatMissingData"] == missing, name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_gateway_alarms_use_the_serving_dimensions(templates: dict, env: str) -> None:
+    found = alarms(monitoring(templates, env), env)
+    dims = {d["Name"]: d["Value"] for d in found["gateway-ttft-p95"]["Dimensions"]}
+    assert dims == {contract.DIMENSION_SERVICE: f"llm-hosting-{env}", contract.DIMENSION_MODEL: CONFIG[env].model.served_name}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tasks_below_desired_waits_for_model_load(templates: dict, env: str) -> None:
+    alarm = alarms(monitoring(templates, env), env)["tasks-below-desired"]
+    minutes = CONFIG[env].monitoring.thresholds.tasks_below_desired_minutes
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == minutes
+    (expression,) = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q]
+    assert expression == "desired - running"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_sagemaker_gpu_threshold_scales_with_gpus(templates: dict, env: str) -> None:
+    cfg = CONFIG[env]
+    found = alarms(monitoring(templates, env), env)
+    if not sagemaker_deployed(templates, env):
+        assert not [n for n in found if n.startswith("sagemaker")]
+        return
+    from llm_hosting_constructs.sizing import get_instance
+
+    gpus = get_instance(cfg.sagemaker.instance_type).gpu_count
+    assert found["sagemaker-gpu-utilization"]["Threshold"] == cfg.monitoring.thresholds.sagemaker_gpu_utilization_percent * gpus
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_one_composite_pages_and_nothing_else_has_actions(templates: dict, env: str) -> None:
+    t = monitoring(templates, env)
+    found = alarms(t, env)
+    assert all("AlarmActions" not in a for a in found.values())
+    composite = only(t, "AWS::CloudWatch::CompositeAlarm")["Properties"]
+    topic_id = next(iter(resources(t, "AWS::SNS::Topic")))
+    assert composite["AlarmActions"] == [{"Ref": topic_id}]
+    rule = json.dumps(composite["AlarmRule"])
+    ids = {a["Properties"]["AlarmName"].removeprefix(f"llm-hosting-{env}-"): k for k, a in resources(t, "AWS::CloudWatch::Alarm").items()}
+    members = {name for name, logical_id in ids.items() if f'"{logical_id}"' in rule}
+    paging = {"api-5xx-rate", "alb-target-5xx", "alb-elb-5xx", "tasks-below-desired", "gateway-error-rate"}
+    if CONFIG[env].ecs.off_hours is None:
+        paging.add("healthy-hosts-below-min")
+    if sagemaker_deployed(templates, env):
+        paging.add("sagemaker-5xx")
+    assert members == paging
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_topic_is_kms_encrypted_with_a_subscription_per_email(templates: dict, env: str) -> None:
+    t = monitoring(templates, env)
+    topic = only(t, "AWS::SNS::Topic")["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlarmTopicKeyBA1A4AA7", "Arn"]}  # pinned key
+    emails = {s["Properties"]["Endpoint"] for s in resources(t, "AWS::SNS::Subscription").values()}
+    assert emails == set(CONFIG[env].monitoring.alarm_emails)
+    assert all(s["Properties"]["Protocol"] == "email" for s in resources(t, "AWS::SNS::Subscription").values())
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_dashboard_has_the_on_call_rows_and_metrics(templates: dict, env: str) -> None:
+    t = monitoring(templates, env)
+    dash = only(t, "AWS::CloudWatch::Dashboard")["Properties"]
+    assert dash["DashboardName"] == f"llm-hosting-{env}"
+    body = json.dumps(dash["DashboardBody"])
+    rows = ["Traffic and errors", "Latency and time to first token", "Capacity and GPU", "Backends"]
+    positions = [body.find(f"## {r}") for r in rows]
+    assert -1 not in positions and positions == sorted(positions)
+    for metric in ("5XXError", "ThrottledRequests", "HTTPCode_Target_5XX_Count", "HTTPCode_ELB_5XX_Count",
+                   contract.METRIC_TTFT, contract.METRIC_QUEUE_DEPTH, contract.METRIC_ERRORS, "RunningTaskCount",
+                   "DesiredTaskCount", "HealthyHostCount", gpu_metrics.UTILIZATION):
+        assert metric in body, metric
+    assert ("ModelLatency" in body) == sagemaker_deployed(templates, env)
+    assert "alarmStatus" in body or '\\"type\\":\\"alarm\\"' in body or "alarms" in body
+    assert t["Outputs"][outputs.DASHBOARD_NAME]["Value"] == f"llm-hosting-{env}"
+
+
+def test_construct_thresholds_mirror_the_config_schema() -> None:
+    """The construct's dataclass and the config section have the same fields and the same defaults."""
+    import dataclasses
+
+    from config.schema import AlarmThresholds as ConfigThresholds
+    from llm_hosting_constructs.alarms import AlarmThresholds
+
+    construct_defaults = {f.name: f.default for f in dataclasses.fields(AlarmThresholds)}
+    config_defaults = ConfigThresholds().model_dump()
+    assert construct_defaults == config_defaults
