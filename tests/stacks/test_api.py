@@ -178,3 +178,23 @@ def test_outputs_are_the_url_and_key_ids_never_values(templates: dict, env: str)
 def test_no_custom_domain_unless_configured(templates: dict, env: str) -> None:
     t = api(templates, env)
     assert bool(resources(t, "AWS::ApiGateway::DomainName")) == (CONFIG[env].api.custom_domain is not None)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_alb_accepts_traffic_only_from_the_vpc_link_group(templates: dict, env: str) -> None:
+    """The VPC link's security group is the one the serving stack exports, and the ALB's only ingress source."""
+    serving = templates[env][outputs.stack_name(env, outputs.SERVING)]
+    (link_group,) = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]["SecurityGroupIds"]
+    export_name = link_group["Fn::ImportValue"]
+    (exported,) = [o["Value"] for o in serving["Outputs"].values() if o.get("Export", {}).get("Name") == export_name]
+    frontdoor_group = exported["Fn::GetAtt"][0]
+    (alb,) = resources(serving, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    alb_groups = {g["Fn::GetAtt"][0] for g in alb["Properties"]["SecurityGroups"]}
+    inline = [r for g in alb_groups for r in serving["Resources"][g]["Properties"].get("SecurityGroupIngress", [])]
+    assert not inline, "the ALB group has inline ingress rules"
+    sources = [
+        r["Properties"].get("SourceSecurityGroupId", r["Properties"].get("CidrIp"))
+        for r in resources(serving, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"].get("Fn::GetAtt", [None])[0] in alb_groups
+    ]
+    assert sources == [{"Fn::GetAtt": [frontdoor_group, "GroupId"]}]
