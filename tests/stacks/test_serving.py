@@ -473,3 +473,42 @@ def test_outputs_for_the_ops_cli(templates: dict, env: str) -> None:
     command = json.dumps(out[outputs.PREWARM_COMMAND]["Value"])
     for part in ("aws ecs run-task", "--launch-type FARGATE", "assignPublicIp=DISABLED", f"--region {CONFIG[env]['region']}"):
         assert part in command, part
+
+
+# --------------------------------------------------------------------------- the command line, checked by vLLM itself
+
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+PARSE = """
+import json, sys
+from vllm.entrypoints.cli.serve import ServeSubcommand
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+out = []
+for args in json.loads(sys.stdin.read()):
+    top = FlexibleArgumentParser(prog="vllm")
+    command = ServeSubcommand()
+    command.subparser_init(top.add_subparsers(dest="subcommand"))
+    ns = top.parse_args(["serve", *args])
+    command.validate(ns)
+    out.append({k: getattr(ns, k) for k in ("model_tag", "revision", "tokenizer_revision", "served_model_name",
+                                            "max_model_len", "tensor_parallel_size", "max_num_seqs", "port")})
+print("PARSED " + json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="needs .venv-vllm (make install-test)")
+def test_vllm_accepts_the_synthesized_command_line(templates: dict) -> None:
+    """Every environment's `vllm serve` arguments, parsed and validated by vLLM's own CLI parser
+    (the CPU build of DESIGN §5: same argument parser as the GPU image)."""
+    import subprocess
+
+    commands = [container(serving(templates, env), "vllm")["Command"] for env in ECS_ENVS]
+    result = subprocess.run(
+        [str(VLLM_PYTHON), "-c", PARSE], input=json.dumps(commands), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.split("PARSED ", 1)[1])
+    for env, ns in zip(ECS_ENVS, parsed, strict=True):
+        m = CONFIG[env]["model"]
+        assert ns["model_tag"] == m["id"] and ns["revision"] == ns["tokenizer_revision"] == m["revision"]
+        assert ns["served_model_name"] == [m["served_name"]] and ns["max_model_len"] == m["max_model_len"]
+        assert ns["port"] == contract.VLLM_PORT
