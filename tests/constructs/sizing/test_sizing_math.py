@@ -296,3 +296,10 @@ def test_each_problem_names_the_setting_to_change() -> None:
     assert len(r.problems) == len(r.problem_fields)
     assert plan(LLAMA3_70B, "g5.2xlarge").problem_fields == ("instance_type",)
     assert plan(LLAMA_8B, "g5.xlarge").problem_fields == ("max_model_len",)  # 131k tokens of KV do not fit
+
+
+def test_what_would_fit_is_said_once() -> None:
+    # TP 8 on one A10G, and at TP 8 the 131k default context does not fit: two problems, one list.
+    r = plan(LLAMA_70B, "g5.2xlarge", tensor_parallel_size=8)
+    assert r.problem_fields == ("tensor_parallel_size", "max_model_len")
+    assert sum("smallest that fit" in p for p in r.problems) == 1 and "smallest that fit" in r.problems[-1]

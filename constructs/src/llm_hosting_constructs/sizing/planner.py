@@ -318,7 +318,8 @@ def plan(
         else "no catalog instance fits: quantize (awq, fp8), use kv_cache_dtype fp8, lower max_model_len "
         "or pick a smaller model"
     )
-    problems = tuple(f"{p}; {fitting}" if i in solved_by_larger else p for i, p in enumerate(report.problems))
+    last = max(solved_by_larger)  # say it once, after the last problem a larger instance solves
+    problems = tuple(f"{p}; {fitting}" if i == last else p for i, p in enumerate(report.problems))
     return replace(report, problems=problems, alternatives=alternatives)
 
 
