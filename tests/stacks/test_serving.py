@@ -512,3 +512,21 @@ def test_vllm_accepts_the_synthesized_command_line(templates: dict) -> None:
         assert ns["model_tag"] == m["id"] and ns["revision"] == ns["tokenizer_revision"] == m["revision"]
         assert ns["served_model_name"] == [m["served_name"]] and ns["max_model_len"] == m["max_model_len"]
         assert ns["port"] == contract.VLLM_PORT
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_settings_accept_the_task_environment(templates: dict, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's own settings class parses the synthesized environment (plus a secret of the generated shape)."""
+    from containers.gateway.app.core.config import Settings
+
+    c = container(serving(templates, env), "gateway")
+    for name in contract.ALL_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env_of(c).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(contract.ENV_API_KEYS, json.dumps({"frontdoor": "x" * 48}))
+    settings = Settings()
+    assert settings.port == contract.GATEWAY_PORT and settings.auth_enabled
+    assert settings.served_model_name == CONFIG[env]["model"]["served_name"]
+    assert settings.keepalive_timeout_s == contract.server_keepalive_for_alb(ecs_cfg(env).get("alb_idle_timeout_seconds", 900))
+    assert settings.log_prompts is False
