@@ -263,3 +263,19 @@ def test_stateful_logical_ids_are_pinned(templates: dict, env: str) -> None:
         assert t["Resources"][logical_id]["Type"] == type_
     if "data_capture" in sm(env):
         assert t["Resources"]["EndpointDataCaptureBucketFC5FCCA9"]["Type"] == "AWS::S3::Bucket"
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_log_group_is_encrypted_and_only_it_may_use_the_key_through_logs(templates: dict, env: str) -> None:
+    t = stack(templates, env)
+    log_group = t["Resources"]["EndpointLogGroup15F89CA5"]["Properties"]
+    name = only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"]
+    assert log_group["LogGroupName"] == f"/aws/sagemaker/Endpoints/{name}"
+    assert log_group["KmsKeyId"] == {"Fn::GetAtt": ["EndpointKeyF20E8C6D", "Arn"]}
+    assert log_group["RetentionInDays"] == sm(env).get("log_retention_days", 90)
+    statements = t["Resources"]["EndpointKeyF20E8C6D"]["Properties"]["KeyPolicy"]["Statement"]
+    (logs_statement,) = [s for s in statements if "Service" in s["Principal"]]
+    assert logs_statement["Principal"] == {"Service": f"logs.{CONFIG[env]['region']}.amazonaws.com"}
+    assert logs_statement["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"].endswith(
+        f":log-group:/aws/sagemaker/Endpoints/{name}"
+    )

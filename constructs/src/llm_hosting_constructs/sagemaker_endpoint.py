@@ -136,13 +136,41 @@ class SageMakerEndpoint(Construct):
             enable_key_rotation=True,
             removal_policy=removal_policy,
         )
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
+        stack = Stack.of(self)
+        log_group_name = f"/aws/sagemaker/Endpoints/{endpoint_name}"
+        # CloudWatch Logs uses the key through its regional principal, for this log group only.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchLogsForTheEndpointLogGroup",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions={
+                    "ArnEquals": {
+                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                            service="logs",
+                            resource="log-group",
+                            resource_name=log_group_name,
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    }
+                },
+            )
+        )
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
             # SageMaker writes an endpoint's container logs here; created up front to set
             # retention and encryption, and to scope the role to exactly this group.
-            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+            log_group_name=log_group_name,
             retention=log_retention,
             encryption_key=self.key,
             removal_policy=removal_policy,
