@@ -61,3 +61,11 @@ def test_server_runs_uvicorn_with_uvloop_httptools_and_keepalive(monkeypatch: py
     assert seen["workers"] == 3 and seen["timeout_keep_alive"] == 125
     assert seen["port"] == contract.GATEWAY_PORT and seen["access_log"] is False
     assert seen["app"].endswith(".main:create_app") and seen["factory"] is True
+
+
+def test_openai_sdk_stays_out_of_the_gateway() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; import app.main, app.server; sys.exit(1 if 'openai' in sys.modules or 'aiohttp' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=GATEWAY_DIR).returncode == 0

@@ -214,3 +214,20 @@ def test_drain_timeout_bounds_shutdown(start_fake_upstream, start_gateway) -> No
     gw.signal(signal.SIGTERM)
     gw.popen.wait(timeout=15)
     c.close()
+
+
+def test_fallback_serves_while_the_primary_circuit_is_open(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    fallback = start_fake_upstream("--model", "other-model", "--chunks", "2")
+    gw = start_gateway(
+        f"http://127.0.0.1:{free_port()}", fallback_url=fallback.base_url + "/v1", fallback_model="other-model",
+        fallback_api_key="sk-fallback", served_model_name="tiny", circuit_failure_threshold=1, circuit_reset_s=60,
+    )
+    st, _, out = request(gw.base_url, "GET", "/health")
+    assert st == 200 and "fallback" in json.loads(out)["reason"]
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="tiny", messages=MSG, max_tokens=2)
+    assert r.model == "other-model" and r.choices[0].message.content == "toktok"
+    chunks = list(client.chat.completions.create(model="tiny", messages=MSG, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "toktok"
+    recs = [json.loads(x) for x in gw.log.read_text().splitlines() if '"gateway.request"' in x]
+    assert recs and all(x["upstream"] == "fallback" for x in recs if x["status"] == 200)

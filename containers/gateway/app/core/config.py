@@ -62,13 +62,13 @@ class Settings(BaseSettings):
     upstream_keepalive_s: float = Field(
         contract.DEFAULT_UPSTREAM_KEEPALIVE_S, gt=0, description="Idle upstream connections are closed after this."
     )
-    upstream_pool_size: int = Field(1024, ge=1, description="Most upstream connections per worker.")
+    upstream_pool_size: int = Field(1024, ge=1, description="Most idle upstream connections kept per worker.")
     heartbeat_interval_s: float = Field(
         10.0, ge=0, description="SSE comment heartbeat while waiting for the first token; 0 = off."
     )
     drain_timeout_s: float = Field(25.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
     health_poll_interval_s: float = Field(2.0, gt=0, description="How often the backend health/queue is polled.")
-    circuit_failure_threshold: int = Field(5, ge=1, description="Consecutive connect failures that open the circuit.")
+    circuit_failure_threshold: int = Field(5, ge=1, description="Consecutive upstream failures (connect errors, timeouts, 5xx) that open the circuit.")
     circuit_reset_s: float = Field(10.0, gt=0, description="How long an open circuit waits before a trial request.")
 
     # --- server
