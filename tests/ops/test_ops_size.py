@@ -16,12 +16,12 @@ def test_size_fits(llmhost: Callable[..., object]) -> None:
         "size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--instance", "g6.2xlarge", "--max-model-len", "8192"
     )
     assert r.code == 0, r.err
-    # L4: floor(23,034 MiB × 0.9) − 16,060,522,496 weights − 2 GiB = 3,529,603,481 bytes → 1,683 blocks of 16.
-    assert (int(23034 * 2**20 * 0.9) - 16_060_522_496 - 2**31) // (16 * 131_072) * 16 == 26_928
-    assert "26,928 tokens" in r.out
+    # L4 (22,573 MiB as torch sees it): floor(× 0.9) − 16,060,522,496 weights − 2 GiB → 1,475 blocks of 16.
+    assert (int(22573 * 2**20 * 0.9) - 16_060_522_496 - 2**31) // (16 * 131_072) * 16 == 23_600
+    assert "23,600 tokens" in r.out
     assert "131,072 bytes" in r.out  # KV cache per token: 2 × 32 × 8 × 128 × 2
     assert "15.0 GiB in bfloat16" in r.out  # 16.06e9 bytes
-    assert "concurrent sequences at 8,192 tokens" in r.out and "│ 3 (cache holds 3.29" in r.out
+    assert "concurrent sequences at 8,192 tokens" in r.out and "│ 2 (cache holds 2.88" in r.out
     assert "│ fits" in r.out and "yes" in r.out
     for row in ("g5.xlarge", "g6.xlarge", "g6e.xlarge", "p5.4xlarge"):
         assert row in r.out  # smallest of each family
@@ -54,7 +54,7 @@ def test_size_env_reads_the_config(llmhost: Callable[..., object], write_env: Ca
     assert "meta-llama/Llama-3.1-8B-Instruct on g6.2xlarge" in r.out
     # Options override the config: 16k tokens no longer fit one L4.
     r = llmhost("size", "--env", "dev", "--max-model-len", "32768")
-    assert r.code == 1 and "lower max_model_len to at most 26,928" in r.err
+    assert r.code == 1 and "lower max_model_len to at most 23,600" in r.err
 
 
 def test_size_env_with_both_backends(llmhost: Callable[..., object], write_env: Callable[..., Path]) -> None:

@@ -27,10 +27,10 @@ QWEN_7B = "Qwen/Qwen2.5-7B-Instruct"
 MIB = 1024**2
 GIB = 1024**3
 OVERHEAD = 2 * GIB  # the documented runtime overhead per GPU
-# Driver-reported totals (nvidia-smi) of the GPUs used below.
-A10G_BYTES = 23028 * MIB
-A100_40_BYTES = 40960 * MIB
-L40S_BYTES = 46068 * MIB
+# GPU totals as torch reports them (instances.json: nvidia-smi's figure less 2% where not measured).
+A10G_BYTES = 22567 * MIB
+A100_40_BYTES = 40140 * MIB
+L40S_BYTES = 45146 * MIB
 
 
 # --- KV cache -----------------------------------------------------------------------
@@ -87,20 +87,20 @@ def test_custom_model_without_vocab_counts_every_parameter_as_quantized() -> Non
 
 def test_llama_8b_on_g5_xlarge() -> None:
     r = plan(LLAMA_8B, "g5.xlarge", max_model_len=8192)
-    budget = int(A10G_BYTES * 0.9)  # 21,731,947,315
-    kv_free = budget - 16_060_522_496 - OVERHEAD  # 3,523,941,171
-    blocks = kv_free // (16 * 131_072)  # 1,680 blocks of 16 tokens
-    assert (r.budget_bytes_per_gpu, r.kv_cache_bytes_per_gpu) == (budget, kv_free) == (21_731_947_315, 3_523_941_171)
-    assert r.kv_tokens == blocks * 16 == 26_880
-    assert r.max_concurrency == pytest.approx(26_880 / 8192)
-    assert r.concurrent_sequences == 3
+    budget = int(A10G_BYTES * 0.9)  # 21,296,893,132
+    kv_free = budget - 16_060_522_496 - OVERHEAD  # 3,088,886,988
+    blocks = kv_free // (16 * 131_072)  # 1,472 blocks of 16 tokens
+    assert (r.budget_bytes_per_gpu, r.kv_cache_bytes_per_gpu) == (budget, kv_free) == (21_296_893_132, 3_088_886_988)
+    assert r.kv_tokens == blocks * 16 == 23_552
+    assert r.max_concurrency == pytest.approx(23_552 / 8192)
+    assert r.concurrent_sequences == 2
     assert r.tensor_parallel_size == 1 and r.fits
     check(r)
 
 
 def test_fp8_kv_cache_doubles_the_tokens() -> None:
     r = plan(LLAMA_8B, "g5.xlarge", max_model_len=8192, kv_cache_dtype="fp8")
-    assert r.kv_tokens == (3_523_941_171 // (16 * 65_536)) * 16 == 53_760
+    assert r.kv_tokens == (3_088_886_988 // (16 * 65_536)) * 16 == 47_120
 
 
 def test_max_num_seqs_caps_concurrency() -> None:
@@ -131,10 +131,10 @@ def test_70b_fp16_does_not_fit_g5_2xlarge_and_names_what_would() -> None:
 def test_70b_fits_p4d_at_tp8() -> None:
     r = plan(LLAMA_70B, "p4d.24xlarge", max_model_len=8192, tensor_parallel_size=8)
     per_gpu_weights = 70_553_706_496 * 2 // 8  # 17,638,426,624
-    kv_free = int(A100_40_BYTES * 0.9) - per_gpu_weights - OVERHEAD  # 18,868,795,392
+    kv_free = int(A100_40_BYTES * 0.9) - per_gpu_weights - OVERHEAD  # 18,094,946,304
     assert r.weight_bytes_per_gpu == per_gpu_weights
-    assert r.kv_cache_bytes_per_gpu == kv_free == 18_868_795_392
-    assert r.kv_tokens == (kv_free // (16 * 40_960)) * 16 == 460_656
+    assert r.kv_cache_bytes_per_gpu == kv_free == 18_094_946_304
+    assert r.kv_tokens == (kv_free // (16 * 40_960)) * 16 == 441_760
     assert r.fits
 
 
@@ -145,13 +145,17 @@ def test_70b_fits_p5_48xlarge_but_not_the_single_gpu_p5() -> None:
 
 
 def test_smallest_fitting_per_family() -> None:
-    # 70B bf16 at 8k: 8 A10G leave 2,969 blocks (47,504 tokens); 4 A10G cannot hold 35.3 GB each.
+    # 70B bf16 at 8k: 8 A10G leave 2,305 blocks (36,880 tokens); 4 A10G cannot hold 35.3 GB each.
     r = smallest_fitting(LLAMA_70B, "g5", max_model_len=8192)
-    assert r is not None and (r.instance_type, r.tensor_parallel_size, r.kv_tokens) == ("g5.48xlarge", 8, 47_504)
-    # 4 L40S: (46068 MiB × 0.9 − 141.1e9 / 4 − 2 GiB) / (16 × 81,920) = 4,616 blocks.
+    assert r is not None and (r.instance_type, r.tensor_parallel_size, r.kv_tokens) == (
+        "g5.48xlarge",
+        8,
+        (int(A10G_BYTES * 0.9) - 70_553_706_496 * 2 // 8 - OVERHEAD) // (16 * 40_960) * 16,
+    )
+    # 4 L40S: (45146 MiB × 0.9 − 141.1e9 / 4 − 2 GiB) / (16 × 81,920) = 3,952 blocks.
     r = smallest_fitting(LLAMA_70B, "g6e", max_model_len=8192)
     assert r is not None and (r.instance_type, r.tensor_parallel_size) == ("g6e.12xlarge", 4)
-    assert r.kv_tokens == ((int(L40S_BYTES * 0.9) - 70_553_706_496 * 2 // 4 - OVERHEAD) // (16 * 81_920)) * 16 == 73_856
+    assert r.kv_tokens == ((int(L40S_BYTES * 0.9) - 70_553_706_496 * 2 // 4 - OVERHEAD) // (16 * 81_920)) * 16 == 63_232
     r8 = smallest_fitting(LLAMA_8B, "g5", max_model_len=8192)
     assert r8 is not None and r8.instance_type == "g5.xlarge"
     mixtral = smallest_fitting("mistralai/Mixtral-8x7B-Instruct-v0.1", "g5", max_model_len=8192)
@@ -162,7 +166,7 @@ def test_smallest_fitting_per_family() -> None:
 
 
 def test_smallest_fitting_none_and_unknown_family() -> None:
-    assert smallest_fitting(LLAMA_70B, "g5", max_model_len=131072) is None  # 47,504 tokens < 131,072
+    assert smallest_fitting(LLAMA_70B, "g5", max_model_len=131072) is None  # 36,880 tokens < 131,072
     with pytest.raises(SizingError, match="unknown instance family 'g7'"):
         smallest_fitting(LLAMA_8B, "g7")
 
@@ -226,7 +230,7 @@ def test_default_max_model_len_is_the_context_and_may_not_fit() -> None:
     with pytest.raises(SizingError) as err:
         check(r)
     msg = str(err.value)
-    assert "KV cache for 26,880 tokens" in msg and "lower max_model_len to at most 26,880" in msg
+    assert "KV cache for 23,552 tokens" in msg and "lower max_model_len to at most 23,552" in msg
     assert "g6e.xlarge (TP 1)" in msg  # 48 GB L40S holds it
     assert "p5.4xlarge (TP 1)" in msg
 

@@ -79,7 +79,7 @@ class Gpu:
     memory_gib: int
     """Advertised GPU memory."""
     cuda_total_mib: int
-    """Total reported by the driver: the figure vLLM multiplies by gpu_memory_utilization."""
+    """Total that ``torch.cuda.mem_get_info()`` reports: the figure vLLM multiplies by gpu_memory_utilization."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,10 @@ def _models() -> dict[str, ModelArchitecture]:
 @cache
 def _instances() -> dict[str, InstanceType]:
     data = _load("instances.json")
-    gpus = {name: Gpu(model=name, **figures) for name, figures in data["gpus"].items()}
+    gpus = {
+        name: Gpu(model=name, memory_gib=figures["memory_gib"], cuda_total_mib=figures["cuda_total_mib"])
+        for name, figures in data["gpus"].items()
+    }
     catalog: dict[str, InstanceType] = {}
     for name, spec in data["instances"].items():
         catalog[name] = InstanceType(

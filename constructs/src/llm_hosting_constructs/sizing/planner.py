@@ -39,7 +39,7 @@ class SizingReport:
     max_model_len: int
     max_num_seqs: int
     gpu_memory_bytes: int
-    """Per GPU, as the driver reports it."""
+    """Per GPU, as torch.cuda.mem_get_info() reports it (what vLLM budgets from)."""
     budget_bytes_per_gpu: int
     """gpu_memory_bytes × gpu_memory_utilization: what vLLM lets itself use."""
     weight_bytes: int
