@@ -104,6 +104,19 @@ def test_sagemaker_endpoint_runs_all_month() -> None:
     lines = cost.self_hosted_lines(d, cost.Traffic(0, 0, 0), PRICES)
     assert _line(lines, "SageMaker endpoint") == pytest.approx(2 * 730 * 1.515)
     assert not [line for line in lines if line.item.startswith(("GPU", "EFS", "Application"))]
+    # Down to one instance outside weekdays 07-19: 2 × 260.7 h + 1 × 469.3 h.
+    nightly = cost.self_hosted_lines(
+        _deployment(
+            ecs_instance_type=None,
+            sagemaker_instance_type="ml.g5.2xlarge",
+            sagemaker_instances=2,
+            sagemaker_schedule=WEEKDAYS_7_TO_19,
+        ),
+        cost.Traffic(0, 0, 0),
+        PRICES,
+    )
+    day = 60 * 730 / 168
+    assert _line(nightly, "SageMaker endpoint") == pytest.approx((2 * day + (730 - day)) * 1.515)
 
 
 def test_api_cost_and_crossover_against_a_closed_form() -> None:

@@ -183,6 +183,9 @@ def _deployment(cfg: Any) -> cost.Deployment:
         else None,
         sagemaker_instance_type=sm.instance_type if sm else None,
         sagemaker_instances=sm.min_capacity if sm else 0,
+        sagemaker_schedule=cost.Schedule(sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron)
+        if sm and sm.off_hours
+        else None,
     )
 
 

@@ -129,6 +129,8 @@ class Deployment:
     schedule: Schedule | None = None
     sagemaker_instance_type: str | None = None
     sagemaker_instances: int = 0
+    sagemaker_schedule: Schedule | None = None
+    """Down to one instance between ``down_cron`` and ``up_cron`` (an endpoint cannot run none)."""
 
 
 @dataclass(frozen=True)
@@ -280,11 +282,15 @@ def self_hosted_lines(
     if deployment.sagemaker_instance_type:
         rate = prices.hourly(deployment.sagemaker_instance_type)
         n = deployment.sagemaker_instances
+        day = on_hours_per_week(deployment.sagemaker_schedule) * HOURS_PER_MONTH / HOURS_PER_WEEK
+        night = HOURS_PER_MONTH - day
         lines.append(
             CostLine(
                 f"SageMaker endpoint ({deployment.sagemaker_instance_type})",
-                n * HOURS_PER_MONTH * rate,
-                f"{n} × 730 h × ${rate:g}/h (real-time endpoints do not scale to zero)",
+                (n * day + min(n, 1) * night) * rate,
+                f"({n} × {day:,.0f} h + 1 × {night:,.0f} h at night) × ${rate:g}/h"
+                if deployment.sagemaker_schedule
+                else f"{n} × 730 h × ${rate:g}/h (real-time endpoints do not scale to zero)",
             )
         )
     api = prices["api_gateway_rest"]
