@@ -76,6 +76,54 @@ def parse_image_uri(uri: str) -> EcrImage:
     return EcrImage(uri=uri, account=match["account"], region=match["region"], repository=match["repo"])
 
 
+# Each container's variable for each setting (None: the container has no such setting).
+# TGI (huggingface-llm) documents its variables in the TGI launcher; the vLLM DLC turns
+# SM_VLLM_<FLAG> into --<flag>; LMI reads OPTION_<NAME> (and HF_MODEL_ID).
+_VARIABLES: dict[str, dict[str, str | None]] = {
+    "tgi": {
+        "model": "HF_MODEL_ID",
+        "revision": "HF_MODEL_REVISION",
+        "served_name": None,
+        "num_gpus": "SM_NUM_GPUS",
+        "max_model_len": "MAX_TOTAL_TOKENS",
+        "max_input_tokens": "MAX_INPUT_TOKENS",
+        "max_batch_prefill_tokens": "MAX_BATCH_PREFILL_TOKENS",
+        "max_concurrent_requests": "MAX_CONCURRENT_REQUESTS",
+        "dtype": "DTYPE",
+        "kv_cache_dtype": None,
+        "quantization": "QUANTIZE",
+    },
+    "vllm": {
+        "model": "SM_VLLM_MODEL",
+        "revision": "SM_VLLM_REVISION",
+        "served_name": "SM_VLLM_SERVED_MODEL_NAME",
+        "num_gpus": "SM_VLLM_TENSOR_PARALLEL_SIZE",
+        "max_model_len": "SM_VLLM_MAX_MODEL_LEN",
+        "max_input_tokens": None,
+        "max_batch_prefill_tokens": "SM_VLLM_MAX_NUM_BATCHED_TOKENS",
+        "max_concurrent_requests": "SM_VLLM_MAX_NUM_SEQS",
+        "dtype": "SM_VLLM_DTYPE",
+        "kv_cache_dtype": "SM_VLLM_KV_CACHE_DTYPE",
+        "quantization": "SM_VLLM_QUANTIZATION",
+    },
+    "lmi": {
+        "model": "HF_MODEL_ID",
+        "revision": "OPTION_REVISION",
+        "served_name": None,
+        "num_gpus": "OPTION_TENSOR_PARALLEL_DEGREE",
+        "max_model_len": "OPTION_MAX_MODEL_LEN",
+        "max_input_tokens": None,
+        "max_batch_prefill_tokens": "OPTION_MAX_NUM_BATCHED_TOKENS",
+        "max_concurrent_requests": "OPTION_MAX_ROLLING_BATCH_SIZE",
+        "dtype": "OPTION_DTYPE",
+        "kv_cache_dtype": "OPTION_KV_CACHE_DTYPE",
+        "quantization": "OPTION_QUANTIZE",
+    },
+}
+_FIXED: dict[str, dict[str, str]] = {"tgi": {"MESSAGES_API_ENABLED": "true"}, "vllm": {}, "lmi": {}}
+"""Variables every deployment of the container gets: TGI's OpenAI-style Messages API."""
+
+
 def container_environment(
     container: Container,
     *,
@@ -98,60 +146,29 @@ def container_environment(
     whatever is in a SageMaker model's environment is readable by anyone allowed
     ``sagemaker:DescribeModel``.
     """
+    if container not in _VARIABLES:
+        raise ValueError(f"unknown container {container!r}; one of: {', '.join(SDK_FRAMEWORK)}")
     if not 0 < max_input_tokens < max_model_len:
         raise ValueError(f"max_input_tokens ({max_input_tokens}) must be in 1..max_model_len-1 ({max_model_len - 1})")
     if num_gpus < 1 or max_batch_prefill_tokens < 1 or max_concurrent_requests < 1:
         raise ValueError("num_gpus, max_batch_prefill_tokens and max_concurrent_requests must be at least 1")
-    from_hub = model != MODEL_DIR
-    if container == "tgi":
-        if max_batch_prefill_tokens < max_input_tokens:
-            raise ValueError(
-                f"TGI needs max_batch_prefill_tokens ({max_batch_prefill_tokens}) >= max_input_tokens ({max_input_tokens})"
-            )
-        env = {
-            "HF_MODEL_ID": model,
-            "SM_NUM_GPUS": str(num_gpus),
-            "MAX_INPUT_TOKENS": str(max_input_tokens),
-            "MAX_TOTAL_TOKENS": str(max_model_len),
-            "MAX_BATCH_PREFILL_TOKENS": str(max_batch_prefill_tokens),
-            "MAX_CONCURRENT_REQUESTS": str(max_concurrent_requests),
-            "DTYPE": dtype,
-            "MESSAGES_API_ENABLED": "true",
-        }
-        if quantization:
-            env["QUANTIZE"] = quantization
-        if from_hub and revision:
-            env["HF_MODEL_REVISION"] = revision
-        return env
-    if container == "vllm":
-        env = {
-            "SM_VLLM_MODEL": model,
-            "SM_VLLM_SERVED_MODEL_NAME": served_name,
-            "SM_VLLM_TENSOR_PARALLEL_SIZE": str(num_gpus),
-            "SM_VLLM_MAX_MODEL_LEN": str(max_model_len),
-            "SM_VLLM_MAX_NUM_BATCHED_TOKENS": str(max_batch_prefill_tokens),
-            "SM_VLLM_MAX_NUM_SEQS": str(max_concurrent_requests),
-            "SM_VLLM_DTYPE": dtype,
-            "SM_VLLM_KV_CACHE_DTYPE": kv_cache_dtype,
-        }
-        if quantization:
-            env["SM_VLLM_QUANTIZATION"] = quantization
-        if from_hub and revision:
-            env["SM_VLLM_REVISION"] = revision
-        return env
-    if container == "lmi":
-        env = {
-            "HF_MODEL_ID": model,
-            "OPTION_TENSOR_PARALLEL_DEGREE": str(num_gpus),
-            "OPTION_MAX_MODEL_LEN": str(max_model_len),
-            "OPTION_MAX_NUM_BATCHED_TOKENS": str(max_batch_prefill_tokens),
-            "OPTION_MAX_ROLLING_BATCH_SIZE": str(max_concurrent_requests),
-            "OPTION_DTYPE": dtype,
-            "OPTION_KV_CACHE_DTYPE": kv_cache_dtype,
-        }
-        if quantization:
-            env["OPTION_QUANTIZE"] = quantization
-        if from_hub and revision:
-            env["OPTION_REVISION"] = revision
-        return env
-    raise ValueError(f"unknown container {container!r}; one of: {', '.join(SDK_FRAMEWORK)}")
+    if container == "tgi" and max_batch_prefill_tokens < max_input_tokens:
+        raise ValueError(
+            f"TGI needs max_batch_prefill_tokens ({max_batch_prefill_tokens}) >= max_input_tokens ({max_input_tokens})"
+        )
+    settings: dict[str, object] = {
+        "model": model,
+        "revision": revision if model != MODEL_DIR else None,
+        "served_name": served_name,
+        "num_gpus": num_gpus,
+        "max_model_len": max_model_len,
+        "max_input_tokens": max_input_tokens,
+        "max_batch_prefill_tokens": max_batch_prefill_tokens,
+        "max_concurrent_requests": max_concurrent_requests,
+        "dtype": dtype,
+        "kv_cache_dtype": kv_cache_dtype,
+        "quantization": quantization,
+    }
+    names = _VARIABLES[container]
+    env = {names[k]: str(v) for k, v in settings.items() if names[k] and v is not None}
+    return {**env, **_FIXED[container]}
