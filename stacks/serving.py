@@ -212,6 +212,10 @@ class ServingStack(Stack):
                     conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}},
                 )
             )
+            if self.vllm_repository is not None:
+                # An ECR pull-through cache creates the repository and imports the upstream image on the
+                # first pull, with the puller's permissions: scoped to this one repository.
+                self.vllm_repository.grant(role, "ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
 
         CfnOutput(self, outputs.CLUSTER_NAME, value=self.cluster.cluster_name, description="ECS cluster")
         CfnOutput(self, outputs.SERVICE_NAME, value=self.service.service_name, description="vLLM + gateway service")
@@ -240,9 +244,10 @@ class ServingStack(Stack):
     def _vllm_image(self, ref: str) -> ecs.ContainerImage:
         """An image in this account's ECR (a pull-through cache or mirror) gets a pull grant; others are public."""
         registry = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
+        self.vllm_repository: ecr.IRepository | None = None
         if ref.startswith(registry):
             name, tag = ref.removeprefix(registry).rsplit(":", 1)
-            repo = ecr.Repository.from_repository_name(self, "VllmRepository", name)
-            return ecs.ContainerImage.from_ecr_repository(repo, tag)
+            self.vllm_repository = ecr.Repository.from_repository_name(self, "VllmRepository", name)
+            return ecs.ContainerImage.from_ecr_repository(self.vllm_repository, tag)
         return ecs.ContainerImage.from_registry(ref)
 

@@ -297,6 +297,23 @@ def test_no_managed_policies_and_no_wildcard_actions_on_task_roles(templates: di
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
+def test_ecr_image_pulls_are_scoped_to_its_repository_with_pull_through_cache_rights(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    ref = ecs_cfg(env).get("vllm_image", "vllm/vllm-openai:v0.24.0")
+    registry = f"{CONFIG[env]['account']}.dkr.ecr.{CONFIG[env]['region']}.amazonaws.com/"
+    for fragment in ("InferenceExecutionRole", "PrewarmTaskDefinitionExecutionRole"):
+        statements = role_statements(t, fragment)
+        imports = [s for s in statements if "ecr:BatchImportUpstreamImage" in s["Action"]]
+        if not ref.startswith(registry):
+            assert not imports
+            continue
+        repository = ref.removeprefix(registry).rsplit(":", 1)[0]
+        (statement,) = imports
+        assert set(statement["Action"]) == {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository"}
+        assert f"repository/{repository}" in json.dumps(statement["Resource"])
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
 def test_secret_key_decrypt_only_through_secrets_manager(templates: dict, env: str) -> None:
     t = serving(templates, env)
     decrypts = [s for s in role_statements(t, "InferenceExecutionRole") if s["Action"] == "kms:Decrypt"]
