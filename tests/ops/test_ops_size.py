@@ -108,3 +108,16 @@ def test_invalid_config_is_one_line(llmhost: Callable[..., object], write_env: C
     r = llmhost("size", "--env", "bad")
     assert r.code == 1 and "bad.yaml" in r.err and "ecs.max_capacity" in r.err
     assert r.err.count("\n") == 1
+
+
+def test_size_shows_the_figures_of_a_config_that_fails_synth(
+    llmhost: Callable[..., object], write_env: Callable[..., Path]
+) -> None:
+    write_env("tight", model={"max_model_len": 65536})  # 8B bf16 on one L4: 23,600 tokens of KV cache
+    r = llmhost("size", "--env", "tight")
+    assert r.code == 1
+    assert "23,600 tokens" in r.out and "NO" in r.out
+    assert "lower max_model_len to at most 23,600" in r.err
+    # Every other command refuses the file with the loader's own line.
+    r = llmhost("cost", "--env", "tight", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1")
+    assert r.code == 1 and "tight.yaml: model.max_model_len:" in r.err

@@ -48,8 +48,9 @@ class State:
     config_dir: Path | None
     profile: str | None
 
-    def env(self, name: str) -> Any:
-        return environments.load(name, environments.find_config_dir(self.config_dir))
+    def env(self, name: str, *, whole_config_checks: bool = True) -> Any:
+        config_dir = environments.find_config_dir(self.config_dir)
+        return environments.load(name, config_dir, whole_config_checks=whole_config_checks)
 
     def aws(self, cfg: Any) -> Aws:
         return Aws(region=cfg.region, profile=self.profile, expected_account=cfg.account)
@@ -114,13 +115,13 @@ def size_cmd(
     """
     if env_name is None and (model_id is None or instance_type is None):
         raise click.UsageError("give --env NAME, or both --model and --instance")
-    settings: dict[str, Any] = {}
-    instances: list[str] = []
+    # (instance type, vLLM settings) per backend to size; the command line overrides the config.
+    runs: list[tuple[str, dict[str, Any]]] = []
     if env_name:
-        cfg = state.env(env_name)
+        cfg = state.env(env_name, whole_config_checks=False)
         m = cfg.model
         model = get_model(m.id, m.architecture)
-        settings = {
+        common = {
             "dtype": m.dtype,
             "quantization": environments.quantization(m),
             "kv_cache_dtype": m.kv_cache_dtype,
@@ -128,10 +129,14 @@ def size_cmd(
             "tensor_parallel_size": m.tensor_parallel_size,
         }
         if cfg.ecs is not None:
-            settings |= {"gpu_memory_utilization": cfg.ecs.gpu_memory_utilization, "max_num_seqs": cfg.ecs.max_num_seqs}
-            instances.append(cfg.ecs.instance_type)
+            ecs = {"gpu_memory_utilization": cfg.ecs.gpu_memory_utilization, "max_num_seqs": cfg.ecs.max_num_seqs}
+            runs.append((cfg.ecs.instance_type, common | ecs))
         if cfg.sagemaker is not None:
-            instances.append(cfg.sagemaker.instance_type)
+            runs.append((cfg.sagemaker.instance_type, common | {"max_num_seqs": cfg.sagemaker.max_concurrent_requests}))
+    if model_id:
+        model = get_model(model_id)
+    if instance_type:
+        runs = [(instance_type, runs[0][1] if runs else {})]
     given = {
         "dtype": dtype,
         "kv_cache_dtype": kv_cache_dtype,
@@ -140,20 +145,16 @@ def size_cmd(
         "gpu_memory_utilization": gpu_memory_utilization,
         "max_num_seqs": max_num_seqs,
     }
-    settings |= {k: v for k, v in given.items() if v is not None}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if quantization is not None:
-        settings["quantization"] = None if quantization == "none" else quantization
-    if model_id:
-        model = get_model(model_id)
-    if instance_type:
-        instances = [instance_type]
+        overrides["quantization"] = None if quantization == "none" else quantization
     console = _out()
     problems = []
-    for instance in instances:
-        report = size.render(console, size.SizeRequest(model=model, instance_type=instance, **settings))
-        problems += report.problems
+    for instance, settings in runs:
+        request = size.SizeRequest(model=model, instance_type=instance, **(settings | overrides))
+        problems += size.render(console, request).problems
     if problems:
-        raise LlmhostError(problems[0] if len(problems) == 1 else " | ".join(problems))
+        raise LlmhostError(" | ".join(problems))
 
 
 # --- cost ---------------------------------------------------------------------

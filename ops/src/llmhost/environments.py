@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import LlmhostError
 
 CONFIG_DIR_ENV = "LLMHOST_CONFIG_DIR"
@@ -42,16 +44,27 @@ def environment_names(config_dir: Path) -> list[str]:
     return sorted(p.stem for p in config_dir.glob("*.yaml"))
 
 
-def load(name: str, config_dir: Path) -> Any:
-    """The validated ``EnvironmentConfig`` of environment ``name``; one-line errors for a wrong name or file."""
+def load(name: str, config_dir: Path, *, whole_config_checks: bool = True) -> Any:
+    """The validated ``EnvironmentConfig`` of environment ``name``; one-line errors for a wrong name or file.
+
+    ``whole_config_checks=False`` still validates every field, but lets through a file that only
+    fails the loader's checks across sections (sizing, SageMaker rules): ``llmhost size`` then
+    shows the figures that explain the failure instead of only the line.
+    """
     known = environment_names(config_dir)
     if name not in known:
         raise LlmhostError(f"unknown environment {name!r}; {config_dir} has: {', '.join(known) or 'no *.yaml files'}")
     schema = _schema_module(config_dir)
+    path = config_dir / f"{name}.yaml"
     try:
-        return schema.load_environment(config_dir / f"{name}.yaml")
+        return schema.load_environment(path)
     except schema.ConfigError as exc:
-        raise LlmhostError(str(exc)) from None
+        if whole_config_checks:
+            raise LlmhostError(str(exc)) from None
+        try:
+            return schema.EnvironmentConfig.model_validate(yaml.safe_load(path.read_text()))
+        except (ValueError, yaml.YAMLError):  # pydantic's ValidationError is a ValueError
+            raise LlmhostError(str(exc)) from None
 
 
 @cache
