@@ -308,9 +308,9 @@ def test_ecr_image_pulls_are_scoped_to_its_repository_with_pull_through_cache_ri
             assert not imports
             continue
         repository = ref.removeprefix(registry).rsplit(":", 1)[0]
-        (statement,) = imports
-        assert set(statement["Action"]) == {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository"}
-        assert f"repository/{repository}" in json.dumps(statement["Resource"])
+        (statement,) = imports  # (IAM policy minimization may merge the pull actions into it)
+        assert {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository"} <= set(statement["Action"])
+        assert statement["Resource"] == f"arn:aws:ecr:{CONFIG[env]['region']}:{CONFIG[env]['account']}:repository/{repository}"
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
