@@ -247,3 +247,15 @@ def test_lmi_environment_uses_options_and_hub_revision() -> None:
 def test_tgi_rejects_prefill_below_input_tokens() -> None:
     with pytest.raises(ValueError, match="TGI needs max_batch_prefill_tokens"):
         container_environment("tgi", model=MODEL_DIR, **{**LIMITS, "max_batch_prefill_tokens": 4096})  # type: ignore[arg-type]
+
+
+def test_grant_invoke_allows_only_invoking_this_endpoint() -> None:
+    s, vpc = stack()
+    ep = endpoint(s, vpc)
+    caller = cdk.aws_iam.Role(s, "Caller", assumed_by=cdk.aws_iam.AccountRootPrincipal())
+    ep.grant_invoke(caller)
+    policies = Template.from_stack(s).find_resources("AWS::IAM::Policy")
+    (caller_policy,) = [p for p in policies.values() if p["Properties"]["Roles"] == [{"Ref": s.get_logical_id(caller.node.default_child)}]]
+    (statement,) = caller_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+    assert statement["Resource"] == {"Ref": s.get_logical_id(ep.endpoint)}

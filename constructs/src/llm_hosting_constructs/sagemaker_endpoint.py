@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnResource, Duration, RemovalPolicy, Stack, Token, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CfnResource, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -60,6 +60,7 @@ class SageMakerEndpoint(Construct):
     Attributes: ``role``, ``security_group``, ``key``, ``log_group``, ``model``, ``endpoint_config``,
     ``endpoint``, ``endpoint_name``, ``variant_name``, ``volume_kms_key`` (None on NVMe types),
     ``data_capture_bucket`` (None when off), ``rollback_alarms``, ``instance``.
+    ``grant_invoke(grantee)`` lets a role call the endpoint (streamed or not).
     """
 
     def __init__(
@@ -325,6 +326,14 @@ class SageMakerEndpoint(Construct):
         self.endpoint.node.add_dependency(self.log_group)
         self._acknowledge_wildcards()
 
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` invoke the endpoint, streamed or not (and nothing else)."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
+            resource_arns=[self.endpoint.ref],  # Ref of AWS::SageMaker::Endpoint is its ARN
+        )
+
     # --- pieces ---------------------------------------------------------------------------
 
     def _grant_execution(
@@ -523,11 +532,3 @@ def _nag_render(value: object) -> str:
         if fn == "Fn::GetAtt":
             return f"<{arg[0]}.{arg[1]}>"
     raise ValueError(f"cannot render {value!r} as a cdk-nag finding id")
-
-
-def endpoint_arn(scope: Construct, endpoint_name: str) -> str:
-    """ARN of a SageMaker endpoint in ``scope``'s stack (e.g. for an invoke policy)."""
-    return Stack.of(scope).format_arn(
-        service="sagemaker", resource="endpoint", resource_name=endpoint_name.lower(), arn_format=ArnFormat.SLASH_RESOURCE_NAME
-    )
-
