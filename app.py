@@ -239,6 +239,8 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
         subnets=network.workload_subnets,
         settings=sagemaker_settings(cfg),
         removal_policy=_removal(cfg),
+        # Holds the endpoint's KMS key and, with data capture, captured payloads.
+        termination_protection=cfg.retain_stateful,
     )
 
 
