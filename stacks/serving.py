@@ -3,7 +3,7 @@
 Composition only; every decision lives in a construct of ``llm_hosting_constructs`` or in
 ``app.py`` (config -> props). Attribute names are what the API and monitoring stacks use:
 ``cluster``, ``service``, ``alb``, ``listener``, ``target_group``, ``frontdoor_security_group``,
-``auto_scaling_group``, ``metrics_service_name``, ``served_model_name``.
+``auto_scaling_group``, ``metrics_service_name``, ``served_model_name``, ``gateway_api_keys_secret``.
 """
 
 from __future__ import annotations
@@ -81,6 +81,9 @@ class ServingStack(Stack):
         s = settings
         self.metrics_service_name = s.metrics_service_name
         self.served_model_name = s.vllm.served_model_name
+        # The gateway's keys (JSON {"key-id": "key"}); the front door must send the FRONTDOOR_KEY_ID one as
+        # "Authorization: Bearer <key>" (e.g. an integration request header from a dynamic reference).
+        self.gateway_api_keys_secret = cache.secrets.api_keys
 
         gpu = GpuCluster(
             self,

@@ -43,6 +43,16 @@ def test_stateful_logical_ids_are_pinned_and_retained_where_configured(templates
         assert t["Resources"][logical_id]["DeletionPolicy"] == ("Retain" if retained else "Delete")
 
 
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_created_hf_token_secret_keeps_its_logical_id(templates: dict, env: str) -> None:
+    """A renamed secret would be a new, empty one: every task would start without the token."""
+    if CONFIG[env]["ecs"].get("hf_token_secret_name"):
+        pytest.skip("the environment references an existing secret")
+    secret = cache(templates, env)["Resources"]["SecretsHfTokenE73D8DA9"]
+    assert "Hugging Face token" in secret["Properties"]["Description"]
+    assert secret["DeletionPolicy"] == ("Retain" if CONFIG[env]["retain_stateful"] else "Delete")
+
+
 def test_termination_protection_where_stateful_resources_are_retained(cdk_out) -> None:
     for env in ECS_ENVS:
         manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
