@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from llm_hosting_constructs import outputs
@@ -29,7 +29,7 @@ from rich.table import Table
 
 from . import __version__, cost, environments, prewarm, sagemaker, size
 from .aws import Aws
-from .client import Client, ChatResult, endpoint
+from .client import ChatResult, Client, Endpoint, endpoint
 from .errors import LlmhostError
 
 API_KEY_ENV = "LLMHOST_API_KEY"
@@ -145,11 +145,11 @@ def size_cmd(
         "gpu_memory_utilization": gpu_memory_utilization,
         "max_num_seqs": max_num_seqs,
     }
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if quantization is not None:
         overrides["quantization"] = None if quantization == "none" else quantization
     console = _out()
-    problems = []
+    problems: list[str] = []
     for instance, settings in runs:
         request = size.SizeRequest(model=model, instance_type=instance, **(settings | overrides))
         problems += size.render(console, request).problems
@@ -321,7 +321,7 @@ def prewarm_cmd(state: State, env_name: str, timeout_s: float, poll_s: float) ->
 
 def _api_endpoint(
     state: State, env_name: str | None, url: str | None, api_key: str | None, timeout_s: float
-) -> tuple[Any, Any]:
+) -> tuple[Endpoint, Any]:
     """(endpoint, config or None): --url/--api-key win; the rest comes from the api stack's outputs."""
     cfg = state.env(env_name) if env_name else None
     api_key = api_key or os.environ.get(API_KEY_ENV)
@@ -340,7 +340,7 @@ def _api_endpoint(
     return endpoint(url, api_key, timeout_s), cfg
 
 
-def _missing(env_name: str | None, key: str) -> str:
+def _missing(env_name: str | None, key: str) -> NoReturn:
     raise LlmhostError(
         f"stack {outputs.stack_name(env_name or '', outputs.API)} has no output {key}: "
         "it was deployed from an older version of this app; redeploy it"

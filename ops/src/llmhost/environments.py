@@ -12,9 +12,10 @@ import os
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
+from llm_hosting_constructs.sizing import Quantization
 
 from .errors import LlmhostError
 
@@ -81,7 +82,8 @@ def _schema_module(config_dir: Path) -> Any:
     return module
 
 
-def quantization(model_config: Any) -> str | None:
+def quantization(model_config: Any) -> Quantization | None:
     """The config's quantization in sizing terms ("none" in YAML is no quantization)."""
     value = getattr(model_config, "quantization", None)
-    return None if value in (None, "none") else value
+    # The schema's choices (fp8, awq, gptq) are a subset of the sizing module's.
+    return None if value in (None, "none") else cast(Quantization, value)

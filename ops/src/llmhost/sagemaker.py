@@ -112,8 +112,9 @@ def invoke(
     parts = (event["PayloadPart"]["Bytes"] for event in response["Body"] if "PayloadPart" in event)
     timer = StreamTimer(on_text)
     usage_tokens = 0
-    for piece, tokens in stream_pieces(parts):
-        usage_tokens = tokens or usage_tokens
+    for piece, reported in stream_pieces(parts):
+        if reported:
+            usage_tokens = reported
         if piece:
             timer.piece(piece)
     return timer.result(tokens=usage_tokens, finish_reason=None, saw_done=True)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_hosting_constructs.sizing import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_MAX_NUM_SEQS,
+    Dtype,
+    KvCacheDtype,
     ModelArchitecture,
+    Quantization,
     SizingReport,
     families,
     get_instance,
@@ -24,21 +29,21 @@ class SizeRequest:
 
     model: ModelArchitecture
     instance_type: str
-    dtype: str = "auto"
-    quantization: str | None = None
-    kv_cache_dtype: str = "auto"
+    dtype: Dtype = "auto"
+    quantization: Quantization | None = None
+    kv_cache_dtype: KvCacheDtype = "auto"
     max_model_len: int | None = None
     tensor_parallel_size: int | None = None
-    gpu_memory_utilization: float = 0.9
-    max_num_seqs: int = 256
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
 
     def report(self) -> SizingReport:
         return plan(
             self.model,
             get_instance(self.instance_type),
-            dtype=self.dtype,  # type: ignore[arg-type]
-            quantization=self.quantization,  # type: ignore[arg-type]
-            kv_cache_dtype=self.kv_cache_dtype,  # type: ignore[arg-type]
+            dtype=self.dtype,
+            quantization=self.quantization,
+            kv_cache_dtype=self.kv_cache_dtype,
             max_model_len=self.max_model_len,
             tensor_parallel_size=self.tensor_parallel_size,
             gpu_memory_utilization=self.gpu_memory_utilization,
@@ -52,9 +57,9 @@ class SizeRequest:
                 smallest_fitting(
                     self.model,
                     family,
-                    dtype=self.dtype,  # type: ignore[arg-type]
-                    quantization=self.quantization,  # type: ignore[arg-type]
-                    kv_cache_dtype=self.kv_cache_dtype,  # type: ignore[arg-type]
+                    dtype=self.dtype,
+                    quantization=self.quantization,
+                    kv_cache_dtype=self.kv_cache_dtype,
                     max_model_len=max_model_len,
                     gpu_memory_utilization=self.gpu_memory_utilization,
                     max_num_seqs=self.max_num_seqs,
@@ -106,8 +111,10 @@ def report_table(r: SizingReport) -> Table:
 
 def smallest_table(rows: list[tuple[str, SizingReport | None]], max_model_len: int) -> Table:
     t = Table(title=f"Smallest that fits, per family ({max_model_len:,}-token sequences)", title_justify="left")
-    for col, justify in (("family", "left"), ("instance", "left"), ("TP", "right"), ("KV tokens", "right")):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    t.add_column("family")
+    t.add_column("instance")
+    t.add_column("TP", justify="right")
+    t.add_column("KV tokens", justify="right")
     t.add_column("concurrent seqs", justify="right")
     for family, r in rows:
         if r is None:

@@ -32,9 +32,19 @@ from .memory import (
     kv_cache_bytes_per_token,
     weight_bytes,
 )
-from .planner import SizingReport, check, plan, smallest_fitting, valid_tensor_parallel_sizes
+from .planner import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_MAX_NUM_SEQS,
+    SizingReport,
+    check,
+    plan,
+    smallest_fitting,
+    valid_tensor_parallel_sizes,
+)
 
 __all__ = [
+    "DEFAULT_GPU_MEMORY_UTILIZATION",
+    "DEFAULT_MAX_NUM_SEQS",
     "DTYPES",
     "ECS_RESERVED_MEMORY_MIB",
     "KV_CACHE_DTYPES",
