@@ -140,23 +140,6 @@ async def stream_round(
     return rnd
 
 
-async def unary_round(base: str, body: bytes, n: int, headers: dict[str, str]) -> list[float]:
-    lat = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=3)) as s:
-        url = base + "/v1/chat/completions"
-        for _ in range(3):  # warm the connection
-            async with s.post(url, data=body, headers=headers) as r:
-                await r.read()
-        for _ in range(n):
-            t0 = perf()
-            async with s.post(url, data=body, headers=headers) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"unary call failed: {r.status} {await r.text()}")
-            lat.append(perf() - t0)
-    return lat
-
-
 async def soak(base: str, body: bytes, total: int, conc: int, gw_pid: int, headers: dict[str, str]) -> dict[str, Any]:
     done = 0
     samples: list[tuple[int, float]] = []
@@ -243,17 +226,29 @@ async def scenario(name: str, up: Proc, gw: Proc, body: bytes, concs: list[int],
 
 
 async def unary(name: str, up: Proc, gw: Proc, body: bytes, rounds: int, n: int) -> dict[str, Any]:
+    """One-token non-streaming calls, one at a time, direct and gateway interleaved call
+    by call (the finest alternation: load drift on a shared machine hits both alike)."""
     d: list[float] = []
     g: list[float] = []
     hd = {"content-type": "application/json"}
     hg = hd | {"authorization": f"Bearer {KEY}"}
-    for r in range(rounds):
-        if r % 2 == 0:
-            d += await unary_round(up.base_url, body, n, hd)
-            g += await unary_round(gw.base_url, body, n, hg)
-        else:
-            g += await unary_round(gw.base_url, body, n, hg)
-            d += await unary_round(up.base_url, body, n, hd)
+    conn = {"limit": 1, "keepalive_timeout": 3}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(**conn)) as sd, aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(**conn)
+    ) as sg:
+        pairs = [(sd, up.base_url, hd, d), (sg, gw.base_url, hg, g)]
+        for s, base, h, _ in pairs:  # warm both connections
+            for _ in range(3):
+                async with s.post(base + "/v1/chat/completions", data=body, headers=h) as r:
+                    await r.read()
+        for i in range(rounds * n):
+            for s, base, h, out in pairs if i % 2 == 0 else pairs[::-1]:
+                t0 = perf()
+                async with s.post(base + "/v1/chat/completions", data=body, headers=h) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"unary call failed: {r.status} {await r.text()}")
+                out.append(perf() - t0)
     row = {
         "scenario": name, "calls_each": len(d),
         "direct_p50_ms": round(1000 * pctl(d, 0.5), 3), "gateway_p50_ms": round(1000 * pctl(g, 0.5), 3),  # type: ignore[operator]
@@ -303,7 +298,7 @@ async def main(a: argparse.Namespace) -> None:
             procs.append(gw)
             wait_ready(gw, "/health", 30)
             print("(a) vLLM CPU engine", flush=True)
-            res["unary"].append(await unary("vllm", eng, gw, chat_body(TINY_MODEL, 1, False), a.rounds * 2, a.unary_n))
+            res["unary"].append(await unary("vllm", eng, gw, chat_body(TINY_MODEL, 1, False), a.rounds, a.unary_n))
             res["streams"] += await scenario("vllm", eng, gw, chat_body(TINY_MODEL, a.vllm_tokens, True), a.concurrency, a.rounds, a.seconds, a.warmup)
             gw.stop()
             eng.stop(grace_s=20)
@@ -313,7 +308,7 @@ async def main(a: argparse.Namespace) -> None:
         gw = start_gateway_process(fake.base_url, logs / "gateway-fake.log", api_keys={"bench": KEY}, max_tokens_cap=100000, max_concurrency_per_key=0)
         procs.append(gw)
         wait_ready(gw, "/health", 30)
-        res["unary"].append(await unary("fake", fake, gw, chat_body("fake", 1, False, False), a.rounds * 2, a.unary_n))
+        res["unary"].append(await unary("fake", fake, gw, chat_body("fake", 1, False, False), a.rounds, a.unary_n))
         res["streams"] += await scenario(
             "fake", fake, gw, chat_body("fake", a.fake_tokens, True, False), a.concurrency, a.rounds, a.seconds, a.warmup
         )
@@ -347,8 +342,8 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="bench/out/gateway.json")
     ap.add_argument("--logs", default="bench/out/gateway-logs")
     ap.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32, 128, 256])
-    ap.add_argument("--rounds", type=int, default=2, help="rounds per target (alternating direct/gateway)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="measurement window per round")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds per target (alternating direct/gateway)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="measurement window per round")
     ap.add_argument("--warmup", type=float, default=1.5)
     ap.add_argument("--unary-n", type=int, default=150, help="one-token calls per round")
     ap.add_argument("--vllm-tokens", type=int, default=200, help="max_tokens of each vLLM stream")
