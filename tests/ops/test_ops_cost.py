@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +213,55 @@ def test_cost_command_errors(llmhost: Callable[..., object], write_env: Callable
     write_env("big", ecs={"instance_type": "p5en.48xlarge"})
     r = llmhost("cost", "--env", "big", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1")
     assert r.code == 1 and "no us-east-1 price for p5en.48xlarge" in r.err
+
+
+def test_another_prices_file(llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path) -> None:
+    write_env("dev")
+    data = dict(P, read_on="2027-01-01", ec2_on_demand_per_hour={"g6.2xlarge": 2.0})
+    mine = tmp_path / "prices.json"
+    mine.write_text(json.dumps(data))
+    r = llmhost(
+        "cost",
+        "--env",
+        "dev",
+        "--requests-per-day",
+        "0",
+        "--input-tokens",
+        "0",
+        "--output-tokens",
+        "0",
+        "--prices",
+        str(mine),
+    )
+    assert r.code == 0, r.err
+    assert f"{60 * 730 / 168 * 2.0:,.2f}" in r.out and "read 2027-01-01" in r.out  # 521.43
+    write_env("big", ecs={"instance_type": "g6.4xlarge"})
+    r = llmhost(
+        "cost",
+        "--env",
+        "big",
+        "--requests-per-day",
+        "1",
+        "--input-tokens",
+        "1",
+        "--output-tokens",
+        "1",
+        "--prices",
+        str(mine),
+    )
+    assert r.code == 1 and f"add it under ec2_on_demand_per_hour in {mine}" in r.err
+    mine.write_text("{not json")
+    r = llmhost(
+        "cost",
+        "--env",
+        "dev",
+        "--requests-per-day",
+        "1",
+        "--input-tokens",
+        "1",
+        "--output-tokens",
+        "1",
+        "--prices",
+        str(mine),
+    )
+    assert r.code == 1 and f"cannot read prices from {mine}" in r.err

@@ -37,9 +37,14 @@ BYTES_PER_STREAMED_TOKEN = 250
 ALB_NEW_CONNECTIONS_PER_LCU = 25  # per second; the other LCU dimensions are bytes (1 GB/hour) and rules
 
 
+PRICES_FILE = "ops/src/llmhost/data/prices.json"
+
+
 @dataclass(frozen=True)
 class Prices:
     data: dict[str, Any]
+    source: str = PRICES_FILE
+    """Where the prices came from, for the error that asks to add one."""
 
     @property
     def read_on(self) -> str:
@@ -56,19 +61,21 @@ class Prices:
         except KeyError:
             raise LlmhostError(
                 f"no {self.region} price for {instance_type} in the prices file (read {self.read_on}); "
-                f"add it under {table} in {PRICES_FILE}"
+                f"add it under {table} in {self.source}"
             ) from None
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
 
-PRICES_FILE = "ops/src/llmhost/data/prices.json"
-
-
 def load_prices(path: Path | None = None) -> Prices:
-    text = path.read_text() if path else resources.files("llmhost").joinpath("data/prices.json").read_text()
-    return Prices(json.loads(text))
+    """The packaged prices file, or ``path``; a file that is not JSON is one line."""
+    if path is None:
+        return Prices(json.loads(resources.files("llmhost").joinpath("data/prices.json").read_text()))
+    try:
+        return Prices(json.loads(path.read_text()), str(path))
+    except (OSError, ValueError) as exc:
+        raise LlmhostError(f"cannot read prices from {path}: {exc}") from None
 
 
 @dataclass(frozen=True)
