@@ -206,3 +206,17 @@ def test_waf_rejects_bad_props(change: dict, message: str) -> None:
     s = cdk.Stack(cdk.App(), "W")
     with pytest.raises(ValueError, match=message):
         RegionalWebAcl(s, "Waf", **change)
+
+
+def test_log_key_serves_only_cloudwatch_logs_of_this_account_and_region(template: dict) -> None:
+    statements = only(template, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    (logs_statement,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
+    assert logs_statement["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    arn = json.dumps(logs_statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    assert ":logs:eu-west-1:123456789012:log-group:*" in arn
+
+
+def test_waf_log_key_is_scoped_to_the_waf_log_group(waf_template: dict) -> None:
+    statements = only(waf_template, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    (logs_statement,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
+    assert "log-group:aws-waf-logs-" in json.dumps(logs_statement["Condition"])

@@ -21,13 +21,13 @@ from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from constructs import Construct
 
+from .log_groups import encrypted_log_group
 from .signals import ApiRef
 
 BUFFERED_TIMEOUT = Duration.seconds(29)
@@ -177,23 +177,13 @@ class LlmFrontDoor(Construct):
             raise ValueError(f"LlmFrontDoor: backend_port {backend_port} is not a port")
 
         # --- access logs: JSON, KMS-encrypted, retained ------------------------------------------
-        if log_key is None:
-            key = kms.Key(
-                self,
-                "LogKey",
-                description="Encrypts the API access log group",
-                enable_key_rotation=True,
-                removal_policy=removal_policy,
-            )
-            key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
-            log_key = key
-        self.log_key = log_key
-        self.access_log_group = logs.LogGroup(
+        self.log_key, self.access_log_group = encrypted_log_group(
             self,
             "AccessLogs",
             retention=access_log_retention,
-            encryption_key=log_key,
             removal_policy=removal_policy,
+            key=log_key,
+            key_description="Encrypts the API access log group",
         )
 
         # --- VPC link v2 straight to the ALB ----------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, Names, RemovalPolicy, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
+
+from .log_groups import encrypted_log_group
 
 DEFAULT_MANAGED_RULE_GROUPS: tuple[str, ...] = (
     "AWSManagedRulesCommonRuleSet",
@@ -105,25 +106,15 @@ class RegionalWebAcl(Construct):
             visibility_config=_visibility(prefix),
         )
 
-        if log_key is None:
-            key = kms.Key(
-                self,
-                "LogKey",
-                description="Encrypts the WAF log group",
-                enable_key_rotation=True,
-                removal_policy=removal_policy,
-            )
-            key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
-            log_key = key
-        self.log_key = log_key
         # WAF delivers only to log groups whose name starts with aws-waf-logs-.
-        self.log_group = logs.LogGroup(
+        self.log_key, self.log_group = encrypted_log_group(
             self,
             "Logs",
-            log_group_name=f"aws-waf-logs-{prefix}",
             retention=log_retention,
-            encryption_key=log_key,
             removal_policy=removal_policy,
+            key=log_key,
+            key_description="Encrypts the WAF log group",
+            log_group_name=f"aws-waf-logs-{prefix}",
         )
         wafv2.CfnLoggingConfiguration(
             self,
