@@ -141,6 +141,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         deletion_protection=cfg.retain_stateful,
         stop_timeout_s=stop_timeout_s,
         cloudwatch_agent_config=gpu_metrics.agent_config(),
+        prewarm_source_s3_uri=ecs.model_s3_uri,
     )
 
 

@@ -154,6 +154,11 @@ class EcsConfig(Strict):
     )
     alb_access_logs: bool = Field(False, description="ALB access logs to an encrypted, retained S3 bucket (prod).")
     log_retention_days: LogRetentionDays = Field(90, description="Retention of the vLLM, gateway and pre-warm log groups.")
+    model_s3_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^/]+/)+$")] | None = Field(
+        None,
+        description="s3://bucket/prefix/ holding model.revision's files: the pre-warm task copies from there instead "
+        "of the Hugging Face Hub (VPCs without internet egress). Unset: from the Hub.",
+    )
 
     @model_validator(mode="after")
     def _capacity(self) -> EcsConfig:
@@ -440,6 +445,11 @@ class EnvironmentConfig(Strict):
                 raise ValueError(
                     "ecs.hf_hub_offline is false but network.nat_gateways is 0: vLLM cannot reach the Hugging Face Hub "
                     "from a closed VPC; pre-warm the cache and set hf_hub_offline true, or add a NAT gateway"
+                )
+            if self.ecs.model_s3_uri is None:
+                raise ValueError(
+                    "ecs.model_s3_uri is unset but network.nat_gateways is 0: the pre-warm task cannot download from "
+                    "the Hugging Face Hub; stage model.revision's files under s3://bucket/prefix/ and set it"
                 )
             ecr = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
             if not self.ecs.vllm_image.startswith(ecr):

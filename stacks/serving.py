@@ -62,6 +62,7 @@ class ServingSettings:
     deletion_protection: bool
     stop_timeout_s: int = 120
     cloudwatch_agent_config: Mapping[str, Any] | None = None
+    prewarm_source_s3_uri: str | None = None
 
 
 class ServingStack(Stack):
@@ -205,6 +206,7 @@ class ServingStack(Stack):
             log_retention=s.log_retention,
             log_key=cache.key,
             log_removal_policy=removal_policy,
+            source_s3_uri=s.prewarm_source_s3_uri,
         )
         self.prewarm = prewarm
         for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):

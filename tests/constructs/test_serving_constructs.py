@@ -351,3 +351,40 @@ def test_prewarm_refuses_a_branch(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setenv("MODEL_REVISION", "main")
     assert prewarm_script().main() == 2
     assert "40-character commit sha" in capsys.readouterr().err
+
+
+def test_prewarm_from_s3_writes_the_hub_snapshot_layout(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    objects = {"m/r/config.json": b"{}", "m/r/model.safetensors": b"w" * 10, "m/r/pytorch_model.bin": b"b",
+               "m/r/original/consolidated.pth": b"x"}  # fmt: skip
+
+    class FakeS3:
+        def get_paginator(self, _name):
+            contents = [{"Key": k, "Size": len(v)} for k, v in objects.items()]
+            return types.SimpleNamespace(paginate=lambda Bucket, Prefix: [{"Contents": contents}])
+
+        def download_file(self, bucket, key, path):
+            assert bucket == "bkt"
+            with open(path, "wb") as f:
+                f.write(objects[key])
+
+    monkeypatch.setitem(sys.modules, "boto3", types.SimpleNamespace(client=lambda _service: FakeS3()))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    script = prewarm_script()
+    assert script.from_s3("s3://bkt/m/r/", "org/model", SHA) == 0
+    snapshot = tmp_path / "hub" / "models--org--model" / "snapshots" / SHA
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors"]
+    objects["m/r/model.safetensors"] = b"changed!!!"  # same size: a second run downloads nothing
+    assert script.from_s3("s3://bkt/m/r/", "org/model", SHA) == 0
+    assert (snapshot / "model.safetensors").read_bytes() == b"w" * 10
+
+
+def test_prewarm_rejects_a_malformed_s3_source() -> None:
+    s, vpc = stack()
+    cache, secrets = cache_and_secrets(s, vpc)
+    with pytest.raises(ValueError, match="s3://bucket/prefix/"):
+        ModelPrewarm(s, "P", vpc=vpc, subnets=PRIVATE, image=ecs.ContainerImage.from_registry("x:1"), script="x",
+                     model_id="o/m", revision=SHA, hf_token=secrets.hf_token, model_cache=cache,
+                     source_s3_uri="s3://bucket/no-slash")  # fmt: skip

@@ -547,3 +547,20 @@ def test_gateway_settings_accept_the_task_environment(templates: dict, env: str,
     assert settings.served_model_name == CONFIG[env]["model"]["served_name"]
     assert settings.keepalive_timeout_s == contract.server_keepalive_for_alb(ecs_cfg(env).get("alb_idle_timeout_seconds", 900))
     assert settings.log_prompts is False
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_prewarm_copies_from_s3_where_configured_reading_only_that_prefix(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    (c,) = prewarm_task(t)["ContainerDefinitions"]
+    uri = ecs_cfg(env).get("model_s3_uri")
+    statements = [s for s in role_statements(t, "PrewarmTaskRole") if str(s["Action"]).startswith("s3:")]
+    if not uri:
+        assert "MODEL_S3_URI" not in env_of(c) and not statements
+        return
+    assert env_of(c)["MODEL_S3_URI"] == uri
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    actions = {s["Action"]: s for s in statements}
+    assert set(actions) == {"s3:GetObject", "s3:ListBucket"}
+    assert f"{bucket}/{prefix}*" in json.dumps(actions["s3:GetObject"]["Resource"])
+    assert actions["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
