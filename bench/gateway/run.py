@@ -216,6 +216,10 @@ async def scenario(name: str, up: Proc, gw: Proc, body: bytes, concs: list[int],
             "errors": sum(x.errors for x in d + g), "ttft_samples": [len(dt), len(gt)],
         }
         row["ratio"] = round(row["gateway_chunks_per_s"] / row["direct_chunks_per_s"], 3) if row["direct_chunks_per_s"] else None
+        cpu_us = (row["gateway_cpu_pct"] / 100.0) / row["gateway_chunks_per_s"] * 1e6 if row["gateway_chunks_per_s"] else None
+        row["gateway_cpu_us_per_chunk"] = round(cpu_us, 1) if cpu_us else None
+        # what one worker could relay if it had a whole core to itself (CPU-bound estimate)
+        row["chunks_per_s_per_core_est"] = round(1e6 / cpu_us) if cpu_us else None
         row["added_ttft_p50_ms"] = round(row["gateway_ttft_p50_ms"] - row["direct_ttft_p50_ms"], 2)
         row["added_ttft_p99_ms"] = round(row["gateway_ttft_p99_ms"] - row["direct_ttft_p99_ms"], 2)
         print(f"  {name:10s} {conc:4d} streams: direct {row['direct_chunks_per_s']:7d}/s gateway {row['gateway_chunks_per_s']:7d}/s "
@@ -261,11 +265,13 @@ async def unary(name: str, up: Proc, gw: Proc, body: bytes, rounds: int, n: int)
 
 
 def print_table(res: dict[str, Any]) -> None:
-    print("\n| upstream | streams | direct chunks/s | gateway chunks/s | ratio | added TTFT p50 (ms) | added TTFT p99 (ms) | gateway CPU % | gateway RSS (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| upstream | streams | direct chunks/s | gateway chunks/s | ratio | added TTFT p50 (ms) | added TTFT p99 (ms) "
+          "| gateway CPU % | CPU µs/chunk | gateway RSS (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in res["streams"]:
         print(f"| {r['scenario']} | {r['streams']} | {r['direct_chunks_per_s']} | {r['gateway_chunks_per_s']} | {r['ratio']} | "
-              f"{r['added_ttft_p50_ms']} | {r['added_ttft_p99_ms']} | {r['gateway_cpu_pct']} | {r['gateway_rss_mb']} |")
+              f"{r['added_ttft_p50_ms']} | {r['added_ttft_p99_ms']} | {r['gateway_cpu_pct']} | {r.get('gateway_cpu_us_per_chunk')} "
+              f"| {r['gateway_rss_mb']} |")
     print("\n| one-token non-streaming call | direct p50 (ms) | gateway p50 (ms) | added p50 (ms) | added p99 (ms) |")
     print("|---|---:|---:|---:|---:|")
     for r in res["unary"]:
