@@ -140,6 +140,7 @@ def test_topic_is_kms_encrypted_with_a_subscription_per_email(templates: dict, e
     emails = {s["Properties"]["Endpoint"] for s in resources(t, "AWS::SNS::Subscription").values()}
     assert emails == set(CONFIG[env].monitoring.alarm_emails)
     assert all(s["Properties"]["Protocol"] == "email" for s in resources(t, "AWS::SNS::Subscription").values())
+    assert t["Outputs"][outputs.ALARM_TOPIC_ARN]["Value"] == {"Ref": next(iter(resources(t, "AWS::SNS::Topic")))}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
