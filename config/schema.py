@@ -580,7 +580,8 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         instance,
         dtype=m.dtype,
         quantization=None if m.quantization == "none" else m.quantization,
-        kv_cache_dtype=m.kv_cache_dtype,
+        # The TGI container is not given model.kv_cache_dtype: size its KV cache as it runs it.
+        kv_cache_dtype="auto" if sm.container == "tgi" else m.kv_cache_dtype,
         max_model_len=m.max_model_len,
         tensor_parallel_size=m.tensor_parallel_size,
         max_num_seqs=sm.max_concurrent_requests,
@@ -590,6 +591,9 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         lines = "; ".join(
             f"{fields.get(f, 'sagemaker.instance_type')}: {p}" for f, p in zip(report.problem_fields, report.problems)
         )
+        if sm.container == "tgi" and m.kv_cache_dtype == "fp8":
+            lines += " (sized without model.kv_cache_dtype fp8: the tgi container keeps its KV cache in the model dtype; "
+            lines += "container vllm or lmi uses fp8)"
         raise ConfigError(f"{path}: {lines}")
     max_input, prefill = sagemaker_token_limits(cfg)
     if max_input >= m.max_model_len:

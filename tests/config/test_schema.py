@@ -125,6 +125,7 @@ INVALID = {
     "sm-min-zero": (sm(min_capacity=0), ["sagemaker.min_capacity", "greater than or equal to 1"]),
     "sm-off-hours-on-retained-env": ({**sm(off_hours={}), "retain_stateful": True}, ["sagemaker.off_hours", "non-prod"]),
     "sm-data-capture-zero-percent": (sm(data_capture={"sampling_percentage": 0}), ["sagemaker.data_capture.sampling_percentage", "greater than or equal to 1"]),
+    "sm-tgi-sized-without-fp8-kv-cache": ({**sm(instance_type="ml.g5.2xlarge"), "model__max_model_len": 32768, "model__kv_cache_dtype": "fp8"}, ["model.max_model_len", "KV cache for 23,552 tokens", "tgi container keeps its KV cache in the model dtype"]),
 }
 
 
