@@ -95,13 +95,18 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict[str, 
         out["errors"].append(type(exc).__name__)
 
 
-async def client_worker_group(url: str, bodies: list[dict[str, Any]], workers: int, per_worker: int) -> dict[str, list]:
+async def client_worker_group(
+    url: str, bodies: list[dict[str, Any]], workers: int, per_worker: int, stagger_s: float = 0.0
+) -> dict[str, list]:
     out: dict[str, list] = {"ttft": [], "gaps": [], "tokens": [], "errors": []}
     conn = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=600, sock_connect=10)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
 
         async def worker(w: int) -> None:
+            # Identical requests (ignore_eos, same max_tokens) keep closed-loop workers in lockstep:
+            # every wave would arrive as one burst. A start offset spreads arrivals over a request.
+            await asyncio.sleep(stagger_s * w / max(1, workers))
             for i in range(per_worker):
                 await one_request(session, url, bodies[(w * per_worker + i) % len(bodies)], out)
 
@@ -109,7 +114,7 @@ async def client_worker_group(url: str, bodies: list[dict[str, Any]], workers: i
     return out
 
 
-def _client_process(args: tuple[str, list[dict[str, Any]], int, int]) -> dict[str, list]:
+def _client_process(args: tuple[str, list[dict[str, Any]], int, int, float]) -> dict[str, list]:
     try:
         import uvloop
 
@@ -120,12 +125,12 @@ def _client_process(args: tuple[str, list[dict[str, Any]], int, int]) -> dict[st
 
 
 def run_round(
-    pool: mp.pool.Pool, url: str, bodies: list[dict[str, Any]], concurrency: int, per_worker: int
+    pool: mp.pool.Pool, url: str, bodies: list[dict[str, Any]], concurrency: int, per_worker: int, stagger_s: float = 0.0
 ) -> tuple[dict[str, list], float]:
     procs = min(8, concurrency)
     split = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
     start = time.perf_counter()
-    parts = pool.map(_client_process, [(url, bodies, n, per_worker) for n in split])
+    parts = pool.map(_client_process, [(url, bodies, n, per_worker, stagger_s) for n in split])
     wall = time.perf_counter() - start
     merged: dict[str, list] = {"ttft": [], "gaps": [], "tokens": [], "errors": []}
     for p in parts:
@@ -258,6 +263,7 @@ def main() -> int:
     ap.add_argument("--modes", default="stream,unary")
     ap.add_argument("--gateway-port", type=int, default=8080)
     ap.add_argument("--requests-per-worker", type=int, default=0, help="0: 4 at 1 stream, 3 at 32, else 2")
+    ap.add_argument("--stagger-s", type=float, default=0.0, help="spread worker starts over this many seconds")
     a = ap.parse_args()
 
     gw = Gateway(a.upstream, a.model, a.gateway_port, a.out.with_suffix(".gateway.log"))
@@ -280,7 +286,7 @@ def main() -> int:
                         for target in order:
                             cpu0 = gw.cpu_seconds()
                             per_worker = requests_per_worker(conc, a.requests_per_worker)
-                            raw, wall = run_round(pool, targets[target], bodies, conc, per_worker)
+                            raw, wall = run_round(pool, targets[target], bodies, conc, per_worker, a.stagger_s)
                             row = {"target": target, "mode": mode, "prompt_words": words, "concurrency": conc, **summarize(raw, wall)}
                             if target == "gateway":
                                 row["gateway_cpu_s"] = round(gw.cpu_seconds() - cpu0, 2)
@@ -298,6 +304,7 @@ def main() -> int:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "gateway": {"workers": int(os.environ.get("GATEWAY_WORKERS", "1")), "peak_rss_mb": round(peak_rss, 1)},
         "max_tokens": MAX_TOKENS,
+        "stagger_s": a.stagger_s,
         "results": results,
     }
     a.out.write_text(json.dumps(report, indent=1))
