@@ -276,6 +276,6 @@ def test_log_group_is_encrypted_and_only_it_may_use_the_key_through_logs(templat
     statements = t["Resources"]["EndpointKeyF20E8C6D"]["Properties"]["KeyPolicy"]["Statement"]
     (logs_statement,) = [s for s in statements if "Service" in s["Principal"]]
     assert logs_statement["Principal"] == {"Service": f"logs.{CONFIG[env]['region']}.amazonaws.com"}
-    assert logs_statement["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"].endswith(
-        f":log-group:/aws/sagemaker/Endpoints/{name}"
-    )
+    ((operator, condition),) = logs_statement["Condition"].items()
+    assert operator in ("ArnEquals", "ArnLike")
+    assert condition["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/aws/sagemaker/Endpoints/{name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -15,22 +15,16 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from .sagemaker_container import EcrImage, parse_image_uri
+from .checkov import skip_checkov
+from .log_groups import encrypted_log_group
+from .sagemaker_container import parse_image_uri
+from .sagemaker_policy import acknowledge_wildcards, grant_execution
 from .sizing import InstanceType, get_instance
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 S3_PREFIX_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>(?:[^/]+/)+)$")
 CAPTURE_PREFIX = "captures"
 TIMEOUT_RANGE = (60, 3600)  # ContainerStartupHealthCheckTimeoutInSeconds / ModelDataDownloadTimeoutInSeconds
-
-
-def _checkov_skip(resource: Construct, check: str, comment: str) -> None:
-    """Inline checkov suppression on one resource (the narrowest scope checkov offers)."""
-    cfn = resource if isinstance(resource, CfnResource) else resource.node.default_child
-    assert isinstance(cfn, CfnResource)
-    skips = cfn.get_metadata("checkov") or {"skip": []}
-    skips["skip"].append({"id": check, "comment": comment})
-    cfn.add_metadata("checkov", skips)
 
 
 class SageMakerEndpoint(Construct):
@@ -125,56 +119,21 @@ class SageMakerEndpoint(Construct):
         if isolate and {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & set(environment):
             raise ValueError("SageMakerEndpoint: drop the Hub token: with network isolation the weights come from S3 only")
 
-        image = parse_image_uri(image_uri)
+        image = parse_image_uri(image_uri)  # fails early on a URI the role could not be scoped to
         self.instance = instance
         self.endpoint_name = endpoint_name
         self.variant_name = variant_name
 
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=f"SageMaker endpoint {endpoint_name}: logs, data capture, storage volume",
-            enable_key_rotation=True,
-            removal_policy=removal_policy,
-        )
-        stack = Stack.of(self)
-        log_group_name = f"/aws/sagemaker/Endpoints/{endpoint_name}"
-        # CloudWatch Logs uses the key through its regional principal, for this log group only.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchLogsForTheEndpointLogGroup",
-                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt",
-                    "kms:Decrypt",
-                    "kms:ReEncryptFrom",
-                    "kms:ReEncryptTo",
-                    "kms:GenerateDataKey",
-                    "kms:GenerateDataKeyWithoutPlaintext",
-                    "kms:DescribeKey",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnEquals": {
-                        "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name=log_group_name,
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
-            )
-        )
-        self.log_group = logs.LogGroup(
+        # SageMaker writes the endpoint's container logs to this group; created up front to set
+        # retention and encryption, and to scope the role to exactly this group.
+        self.key, self.log_group = encrypted_log_group(
             self,
             "LogGroup",
-            # SageMaker writes an endpoint's container logs here; created up front to set
-            # retention and encryption, and to scope the role to exactly this group.
-            log_group_name=log_group_name,
             retention=log_retention,
-            encryption_key=self.key,
             removal_policy=removal_policy,
+            key_id="Key",
+            key_description=f"SageMaker endpoint {endpoint_name}: logs, data capture, storage volume",
+            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
         )
 
         self.security_group = ec2.SecurityGroup(
@@ -201,7 +160,16 @@ class SageMakerEndpoint(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker endpoint {endpoint_name}: pulls its image and weights, writes its logs and metrics",
         )
-        self._grant_execution(image, s3_match, model_data_kms_key_arn, subnet_ids, vpc)
+        self._wildcards = grant_execution(
+            self.role,
+            image=image,
+            log_group=self.log_group,
+            security_group=self.security_group,
+            subnet_ids=subnet_ids,
+            vpc=vpc,
+            weights=(s3_match["bucket"], s3_match["prefix"]) if s3_match else None,
+            weights_kms_key_arn=model_data_kms_key_arn,
+        )
 
         self.volume_kms_key: kms.IKey | None = None
         if not instance.has_local_nvme:
@@ -283,7 +251,7 @@ class SageMakerEndpoint(Construct):
             data_capture_config=data_capture,
         )
         if self.volume_kms_key is None:
-            _checkov_skip(
+            skip_checkov(
                 self.endpoint_config,
                 "CKV_AWS_98",
                 f"{instance.name} has local NVMe storage, encrypted in hardware; CreateEndpointConfig rejects a KmsKeyId for it",
@@ -324,7 +292,7 @@ class SageMakerEndpoint(Construct):
             ),
         )
         self.endpoint.node.add_dependency(self.log_group)
-        self._acknowledge_wildcards()
+        acknowledge_wildcards(self.role, self._wildcards)
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` invoke the endpoint, streamed or not (and nothing else)."""
@@ -335,112 +303,6 @@ class SageMakerEndpoint(Construct):
         )
 
     # --- pieces ---------------------------------------------------------------------------
-
-    def _grant_execution(
-        self,
-        image: EcrImage,
-        s3_match: re.Match[str] | None,
-        model_data_kms_key_arn: str | None,
-        subnet_ids: list[str],
-        vpc: ec2.IVpc,
-    ) -> None:
-        stack = Stack.of(self)
-        eni_arn = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
-        self._wildcards: list[tuple[str, str]] = [
-            ("*", "*"),
-            ("log-stream", f"{self.log_group.log_group_arn}:log-stream:*"),
-            ("network-interface", eni_arn),
-        ]
-        repo_arn = f"arn:{stack.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
-        statements = [
-            iam.PolicyStatement(
-                sid="PullImage",
-                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[repo_arn],
-            ),
-            # ECR's token call has no resource: it authorizes nothing by itself.
-            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="WriteLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[self.log_group.log_group_arn, self._wildcards[1][1]],
-            ),
-            iam.PolicyStatement(
-                sid="PutMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource; the namespace condition scopes it
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-            ),
-            # Describe calls support no resource scoping.
-            iam.PolicyStatement(
-                sid="DescribeNetwork",
-                actions=[
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeDhcpOptions",
-                ],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                sid="NetworkInterfacesInThisVpc",
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                ],
-                resources=[
-                    eni_arn,
-                    stack.format_arn(service="ec2", resource="security-group", resource_name=self.security_group.security_group_id),
-                    *(stack.format_arn(service="ec2", resource="subnet", resource_name=s) for s in subnet_ids),
-                ],
-                conditions={"ArnEquals": {"ec2:Vpc": stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)}},
-            ),
-        ]
-        if s3_match:
-            bucket, prefix = s3_match["bucket"], s3_match["prefix"]
-            weights_arn = stack.format_arn(service="s3", region="", account="", resource=bucket, resource_name=f"{prefix}*")
-            self._wildcards.append(("weights", weights_arn))
-            statements += [
-                iam.PolicyStatement(
-                    sid="ReadModelWeights",
-                    actions=["s3:GetObject"],
-                    resources=[weights_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ListModelWeights",
-                    actions=["s3:ListBucket"],
-                    resources=[stack.format_arn(service="s3", region="", account="", resource=bucket)],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
-                ),
-            ]
-        if model_data_kms_key_arn:
-            statements.append(
-                iam.PolicyStatement(sid="DecryptModelWeights", actions=["kms:Decrypt"], resources=[model_data_kms_key_arn])
-            )
-        for statement in statements:
-            self.role.add_to_policy(statement)
-
-    def _acknowledge_wildcards(self) -> None:
-        """Each wildcard of the execution role's policy, acknowledged by its exact cdk-nag finding id."""
-        stack = Stack.of(self)
-        reasons = {
-            "*": "ecr:GetAuthorizationToken and the ec2:Describe* calls accept no resource; "
-            "cloudwatch:PutMetricData has none and is limited to the /aws/sagemaker/* namespaces by condition.",
-            "log-stream": "Log streams of this endpoint's own log group; SageMaker names one per instance and "
-            "container at run time.",
-            "network-interface": "Network interfaces SageMaker creates for the endpoint have no name in advance; "
-            "the ec2:Vpc condition limits them to this VPC.",
-            "weights": "Read-only access to the objects under this model's own weights prefix, nothing else in the bucket.",
-            "capture": "Write-only access to the capture prefix of this endpoint's own data-capture bucket.",
-        }
-        for kind, arn in self._wildcards:
-            finding = "*" if arn == "*" else _nag_render(stack.resolve(arn))
-            Validations.of(self.role).acknowledge(
-                Acknowledgment(id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{finding}]", reason=reasons[kind])
-            )
 
     def _data_capture_bucket(self, retention: Duration, removal_policy: RemovalPolicy) -> s3.Bucket:
         access_logs = s3.Bucket(
@@ -461,7 +323,7 @@ class SageMakerEndpoint(Construct):
                 reason="This bucket is the access-log target of the data-capture bucket; logging it to itself would loop.",
             )
         )
-        _checkov_skip(access_logs, "CKV_AWS_18", "Access-log target bucket of the data-capture bucket; it cannot log to itself.")
+        skip_checkov(access_logs, "CKV_AWS_18", "Access-log target bucket of the data-capture bucket; it cannot log to itself.")
         bucket = s3.Bucket(
             self,
             "DataCaptureBucket",
@@ -516,19 +378,3 @@ class SageMakerEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         return [errors, latency]
-
-
-def _nag_render(value: object) -> str:
-    """A resolved CloudFormation value as cdk-nag writes it in a finding id (``<Logical.Arn>``, ``<AWS::Partition>``)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and len(value) == 1:
-        (fn, arg), = value.items()
-        if fn == "Fn::Join":
-            sep, parts = arg
-            return sep.join(_nag_render(p) for p in parts)
-        if fn == "Ref":
-            return f"<{arg}>"
-        if fn == "Fn::GetAtt":
-            return f"<{arg[0]}.{arg[1]}>"
-    raise ValueError(f"cannot render {value!r} as a cdk-nag finding id")
