@@ -29,10 +29,11 @@ case "$1" in
   start70b)
     kill "$(cat /root/vllm.pid)" 2>/dev/null || true; sleep 8
     PYTHONPATH=/root/site python3 bench/gpu/mk_70b.py /root/m8b /root/m70b
-    cd /root && PYTHONPATH=/root/site HF_HUB_OFFLINE=1 setsid nohup python3 -m vllm.entrypoints.openai.api_server \
+    # exec: the background subshell must not keep this script's stdout (a pipe to the caller) open.
+    (cd /root && PYTHONPATH=/root/site HF_HUB_OFFLINE=1 exec setsid nohup python3 -m vllm.entrypoints.openai.api_server \
       --model /root/m70b --served-model-name m --load-format dummy --dtype bfloat16 --max-model-len 4096 \
-      --gpu-memory-utilization 0.90 --max-num-seqs 256 --port 8000 > /root/vllm.log 2>&1 < /dev/null &
-    echo $! > /root/vllm.pid; cd - >/dev/null
+      --gpu-memory-utilization 0.90 --max-num-seqs 256 --port 8000 > /root/vllm.log 2>&1 < /dev/null) &
+    echo $! > /root/vllm.pid
     wait_healthy; kv_tokens | tee "$OUT/kv-70b.txt"; cp /root/vllm.log "$OUT/vllm-70b.log" ;;
   bench70b)
     gw_deps
