@@ -28,6 +28,7 @@ from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
 from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
+from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
 from llm_hosting_constructs.signals import (
     EcsServiceRef,
     GatewayMetricNames,
@@ -274,6 +275,8 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         access_log_retention=RETENTION[cfg.api.access_log_retention_days],
         waf_rate_limit=cfg.api.waf_rate_limit if cfg.api.waf_enabled else None,
         removal_policy=_removal(cfg),
+        backend_key_secret=serving.gateway_api_keys_secret,
+        backend_key_field=FRONTDOOR_KEY_ID,
         domain_name=domain.domain_name if domain else None,
         certificate_arn=domain.certificate_arn if domain else None,
         hosted_zone_id=domain.hosted_zone_id if domain else None,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, RemovalPolicy, SecretValue, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from llm_hosting_constructs import outputs
@@ -18,7 +19,11 @@ from llm_hosting_constructs.waf import RegionalWebAcl
 
 
 class ApiStack(Stack):
-    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `waf_rate_limit` is set) in front of `listener`."""
+    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `waf_rate_limit` is set) in front of `listener`.
+
+    `backend_key_secret` (+ `backend_key_field`, a JSON key of it) is the gateway's key for the front
+    door: sent as the backend's Authorization header on every route.
+    """
 
     def __init__(
         self,
@@ -38,6 +43,8 @@ class ApiStack(Stack):
         access_log_retention: logs.RetentionDays,
         waf_rate_limit: int | None,
         removal_policy: RemovalPolicy,
+        backend_key_secret: secretsmanager.ISecret | None = None,
+        backend_key_field: str | None = None,
         domain_name: str | None = None,
         certificate_arn: str | None = None,
         hosted_zone_id: str | None = None,
@@ -78,6 +85,11 @@ class ApiStack(Stack):
             access_log_retention=access_log_retention,
             custom_domain=custom_domain,
             removal_policy=removal_policy,
+            backend_bearer=(
+                SecretValue.secrets_manager(backend_key_secret.secret_arn, json_field=backend_key_field)
+                if backend_key_secret is not None
+                else None
+            ),
         )
         self.waf: RegionalWebAcl | None = None
         if waf_rate_limit is not None:

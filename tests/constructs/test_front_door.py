@@ -220,3 +220,17 @@ def test_waf_log_key_is_scoped_to_the_waf_log_group(waf_template: dict) -> None:
     statements = only(waf_template, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
     (logs_statement,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
     assert "log-group:aws-waf-logs-" in json.dumps(logs_statement["Condition"])
+
+
+def test_backend_bearer_replaces_the_client_authorization_on_every_route() -> None:
+    s, props = parts()
+    bearer = cdk.SecretValue.secrets_manager("arn:aws:secretsmanager:eu-west-1:123456789012:secret:gw-AbCdEf", json_field="frontdoor")
+    LlmFrontDoor(s, "FrontDoor", backend_bearer=bearer, **props)
+    t = Template.from_stack(s).to_json()
+    for props_ in methods(t).values():
+        header = props_["Integration"]["RequestParameters"]["integration.request.header.Authorization"]
+        assert header == "'Bearer {{resolve:secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:gw-AbCdEf:SecretString:frontdoor::}}'"
+
+
+def test_no_backend_header_without_a_bearer(template: dict) -> None:
+    assert all("RequestParameters" not in p["Integration"] for p in methods(template).values())

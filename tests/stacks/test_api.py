@@ -198,3 +198,16 @@ def test_the_alb_accepts_traffic_only_from_the_vpc_link_group(templates: dict, e
         if r["Properties"]["GroupId"].get("Fn::GetAtt", [None])[0] in alb_groups
     ]
     assert sources == [{"Fn::GetAtt": [frontdoor_group, "GroupId"]}]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backend_gets_the_gateway_front_door_key_not_the_tenant_key(templates: dict, env: str) -> None:
+    """Every route sends `Authorization: Bearer <gateway key 'frontdoor'>`, resolved by CloudFormation."""
+    from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
+
+    for route, method in routes(api(templates, env)).items():
+        header = method["Integration"]["RequestParameters"]["integration.request.header.Authorization"]
+        parts = header["Fn::Join"][1]
+        assert parts[0] == "'Bearer {{resolve:secretsmanager:", route
+        assert "Fn::ImportValue" in parts[1] and "ApiKeys" in json.dumps(parts[1])
+        assert parts[2] == f":SecretString:{FRONTDOOR_KEY_ID}::}}}}'"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from aws_cdk import Acknowledgment, Duration, Names, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, Names, RemovalPolicy, SecretValue, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_certificatemanager as acm
@@ -123,6 +123,9 @@ class LlmFrontDoor(Construct):
     nothing else outside its targets; `load_balancer` is the integration target.
     `backend_protocol`/`backend_port` say how the ALB listener is reached; `backend_host` sets
     the Host header (default: the ALB's DNS name; set it to the certificate's name for HTTPS).
+    `backend_bearer` (a Secrets Manager `SecretValue`) is sent to the backend as
+    `Authorization: Bearer <value>` on every route, replacing the client's header: the backend
+    then trusts the front door, and tenants' API Gateway keys never reach it.
 
     `api_name` names the API (and its CloudWatch metrics' ApiName); default: the construct path.
 
@@ -144,6 +147,7 @@ class LlmFrontDoor(Construct):
         backend_protocol: Literal["http", "https"] = "http",
         backend_port: int = 80,
         backend_host: str | None = None,
+        backend_bearer: SecretValue | None = None,
         routes: Sequence[Route] = DEFAULT_ROUTES,
         api_name: str | None = None,
         stage_name: str = "live",
@@ -232,6 +236,14 @@ class LlmFrontDoor(Construct):
         )
 
         host = backend_host or load_balancer.load_balancer_dns_name
+        # The backend's own key replaces whatever Authorization the client sent (its key is the API
+        # Gateway key in x-api-key). A dynamic reference: CloudFormation resolves it at deploy time,
+        # the template holds only the reference.
+        backend_headers = (
+            {"integration.request.header.Authorization": f"'Bearer {backend_bearer.unsafe_unwrap()}'"}
+            if backend_bearer is not None
+            else None
+        )
         link = apigw.VpcLink.from_vpc_link_id(self, "VpcLinkRef", self.vpc_link.vpc_link_id)
         self.routes = tuple(routes)
         self.methods: dict[str, apigw.Method] = {}
@@ -248,6 +260,7 @@ class LlmFrontDoor(Construct):
                         apigw.ResponseTransferMode.STREAM if route.streaming else apigw.ResponseTransferMode.BUFFERED
                     ),
                     timeout=stream_timeout if route.streaming else BUFFERED_TIMEOUT,
+                    request_parameters=backend_headers,
                 ),
             )
             method = resource.add_method(route.method, integration, api_key_required=True)
