@@ -129,9 +129,10 @@ class LlmFrontDoor(Construct):
 
     `api_name` names the API (and its CloudWatch metrics' ApiName); default: the construct path.
 
-    Attributes: `api` (RestApi), `stage`, `vpc_link`, `access_log_group`, `log_key`,
-    `api_keys` ({tenant: ApiKey}), `usage_plans` ({tenant: UsagePlan}), `methods`
-    ({path: Method}), `domain` (DomainName or None), `url` (the invoke URL clients use).
+    Attributes: `api` (RestApi), `api_name`, `stage`, `stage_name`, `routes`, `vpc_link`,
+    `access_log_group`, `log_key`, `api_keys` ({tenant: ApiKey}), `usage_plans`
+    ({tenant: UsagePlan}), `methods` ({path: Method}), `domain` (DomainName or None), `url`
+    (the invoke URL clients use); `signals()` and `throttled_requests_metric()` for monitoring.
     """
 
     def __init__(
