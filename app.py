@@ -134,7 +134,11 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
             contract.ENV_DRAIN_TIMEOUT_S: str(stop_timeout_s - 20),
             contract.ENV_SERVICE_NAME: f"llm-hosting-{cfg.name}",
             contract.ENV_EMF_ENABLED: "true",
-            contract.ENV_LOG_PROMPTS: "false",
+            contract.ENV_LOG_PROMPTS: str(ecs.log_prompts).lower(),
+            # Every request reaches the gateway under the front door's one key, so a per-key cap would
+            # cap the whole service; tenants are limited by their API Gateway usage plans instead.
+            contract.ENV_MAX_CONCURRENCY_PER_KEY: "0",
+            contract.ENV_MAX_QUEUE_DEPTH: str(ecs.shed_queue_depth),
         },
         gateway_asset_dir=str(ROOT / "containers" / "gateway"),
         prewarm_script=(ROOT / "containers" / "prewarm" / "prewarm.py").read_text(),

@@ -152,6 +152,15 @@ class EcsConfig(Strict):
     scale_queue_depth: int = Field(
         8, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
     )
+    shed_queue_depth: int = Field(
+        256,
+        ge=0,
+        le=100_000,
+        description="The gateway answers 503 while vLLM's waiting queue is deeper than this; 0 turns shedding off.",
+    )
+    log_prompts: bool = Field(
+        False, description="Log prompt and completion text in the gateway's request log. Sensitive: off unless needed."
+    )
     alb_access_logs: bool = Field(False, description="ALB access logs to an encrypted, retained S3 bucket (prod).")
     log_retention_days: LogRetentionDays = Field(90, description="Retention of the vLLM, gateway and pre-warm log groups.")
     model_s3_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^/]+/)+$")] | None = Field(

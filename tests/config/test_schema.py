@@ -79,6 +79,8 @@ INVALID = {
     "off-hours-on-retained-env": ({"retain_stateful": True}, ["off_hours", "non-prod"]),
     "name-differs-from-file": ({"name": "prod"}, ["name", "'dev'"]),
     "model-missing": ({"model": ...}, ["model", "Field required"]),
+    "shed-queue-depth-negative": ({"ecs__shed_queue_depth": -1}, ["ecs.shed_queue_depth", "greater than or equal to 0"]),
+    "log-prompts-not-bool": ({"ecs__log_prompts": "sometimes"}, ["ecs.log_prompts", "valid boolean"]),
     "api-log-retention-not-allowed": ({"api__access_log_retention_days": 45}, ["api.access_log_retention_days", "30"]),
     "api-stream-timeout-over-15-min": ({"api__stream_timeout_seconds": 1800}, ["api.stream_timeout_seconds", "less than or equal to 900"]),
     "api-waf-rate-below-minimum": ({"api__waf_rate_limit": 10}, ["api.waf_rate_limit", "greater than or equal to 100"]),

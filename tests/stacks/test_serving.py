@@ -230,7 +230,10 @@ def test_gateway_environment_follows_the_contract(templates: dict, env: str) -> 
     assert environment[contract.ENV_UPSTREAM_URL] == contract.DEFAULT_UPSTREAM_URL
     assert environment[contract.ENV_SERVED_MODEL_NAME] == CONFIG[env]["model"]["served_name"]
     assert environment[contract.ENV_SERVICE_NAME] == f"llm-hosting-{env}"
-    assert environment.get(contract.ENV_LOG_PROMPTS, "false") == "false"
+    assert environment[contract.ENV_LOG_PROMPTS] == str(ecs_cfg(env).get("log_prompts", False)).lower() == "false"
+    # One key (the front door's) carries every tenant's traffic: a per-key cap would cap the service.
+    assert environment[contract.ENV_MAX_CONCURRENCY_PER_KEY] == "0"
+    assert int(environment[contract.ENV_MAX_QUEUE_DEPTH]) == ecs_cfg(env).get("shed_queue_depth", 256) > 0
     assert not set(environment) & set(contract.SECRET_ENV_VARS)
     assert contract.ENV_API_KEYS in {s["Name"] for s in c["Secrets"]}
 
