@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -93,9 +95,18 @@ def test_tags_from_config_reach_resources(templates: dict, env: str) -> None:
 
 
 def test_termination_protection_only_where_stateful_resources_are_retained(cdk_out) -> None:
-    import json
-
     for env in ENVIRONMENTS:
         manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
         (stack,) = [a for a in manifest["artifacts"].values() if a.get("displayName") == f"{env}/network"]
         assert stack["properties"].get("terminationProtection", False) == CONFIG[env]["retain_stateful"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_flow_log_key_serves_only_this_regions_logs_for_this_accounts_groups(templates: dict, env: str) -> None:
+    statements = only(network(templates, env), "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    logs_statements = [s for s in statements if "Service" in s.get("Principal", {})]
+    assert len(logs_statements) == 1
+    (statement,) = logs_statements
+    assert statement["Principal"]["Service"] == f"logs.{CONFIG[env]['region']}.amazonaws.com"
+    arn = json.dumps(statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    assert f"arn:aws:logs:{CONFIG[env]['region']}:{CONFIG[env]['account']}:log-group:" in arn.replace('", "', "")

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from aws_cdk import Acknowledgment, RemovalPolicy, Validations
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from .log_groups import encrypted_log_group
 
 # Interface endpoints the serving tasks and the ECS agent need with no internet route:
 # image pulls (ECR api + dkr, layers come from S3), logs, secrets, SSM, STS, metrics,
@@ -60,7 +61,7 @@ class PrivateNetwork(Construct):
         if existing_vpc is None and (cidr is None or not availability_zones):
             raise ValueError("PrivateNetwork: cidr and availability_zones are required unless existing_vpc is given")
 
-        self.flow_log_key: kms.Key | None = None
+        self.flow_log_key: kms.IKey | None = None
         if existing_vpc is not None:
             self.vpc: ec2.IVpc = existing_vpc
             self.workload_subnets = ec2.SubnetSelection(one_per_az=True, subnet_type=_private_type(existing_vpc))
@@ -70,21 +71,12 @@ class PrivateNetwork(Construct):
             subnets = [ec2.SubnetConfiguration(name="Workload", subnet_type=private_type, cidr_mask=20)]
             if nat:
                 subnets.append(ec2.SubnetConfiguration(name="Egress", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
-            self.flow_log_key = kms.Key(
-                self,
-                "FlowLogKey",
-                description="Encrypts the VPC flow log group",
-                enable_key_rotation=True,
-                removal_policy=removal_policy,
-            )
-            # CloudWatch Logs encrypts with the key on the service's behalf; the grant is scoped
-            # to log groups of this account and region.
-            self.flow_log_key.grant_encrypt_decrypt(iam.ServicePrincipal("logs.amazonaws.com"))
-            log_group = logs.LogGroup(
+            self.flow_log_key, log_group = encrypted_log_group(
                 self,
                 "FlowLogGroup",
+                key_id="FlowLogKey",
+                key_description="Encrypts the VPC flow log group",
                 retention=flow_log_retention,
-                encryption_key=self.flow_log_key,
                 removal_policy=removal_policy,
             )
             vpc = ec2.Vpc(
