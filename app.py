@@ -92,6 +92,8 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
     ecs, m = cfg.ecs, cfg.model
     cpu_units, memory_mib = ecs_task_resources(ecs.instance_type)
     stop_timeout_s = 120  # ECS's maximum: the gateway drains within it, vLLM stops after the gateway
+    # The EMF `Service` dimension: the gateway emits it, the alarms select on it; one value for both.
+    service_name = f"llm-hosting-{cfg.name}"
     return ServingSettings(
         instance_type=ecs.instance_type,
         vllm_image=ecs.vllm_image,
@@ -124,7 +126,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         requests_per_target=ecs.scale_requests_per_target,
         queue_depth_threshold=ecs.scale_queue_depth,
         off_hours=OffHours(ecs.off_hours.scale_down_cron, ecs.off_hours.scale_up_cron) if ecs.off_hours else None,
-        metrics_service_name=f"llm-hosting-{cfg.name}",
+        metrics_service_name=service_name,
         gateway_environment={
             contract.ENV_UPSTREAM_URL: contract.DEFAULT_UPSTREAM_URL,
             contract.ENV_SERVED_MODEL_NAME: m.served_name,
@@ -132,7 +134,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
             contract.ENV_KEEPALIVE_TIMEOUT_S: str(contract.server_keepalive_for_alb(ecs.alb_idle_timeout_seconds)),
             contract.ENV_UPSTREAM_KEEPALIVE_S: str(contract.DEFAULT_UPSTREAM_KEEPALIVE_S),
             contract.ENV_DRAIN_TIMEOUT_S: str(stop_timeout_s - 20),
-            contract.ENV_SERVICE_NAME: f"llm-hosting-{cfg.name}",
+            contract.ENV_SERVICE_NAME: service_name,
             contract.ENV_EMF_ENABLED: "true",
             contract.ENV_LOG_PROMPTS: str(ecs.log_prompts).lower(),
             # Every request reaches the gateway under the front door's one key, so a per-key cap would
