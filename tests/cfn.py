@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,18 @@ def only(template: dict, type_: str) -> dict:
     found = resources(template, type_)
     assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
     return next(iter(found.values()))
+
+
+def backend_path(integration: dict) -> str:
+    """The path a private integration sends to the backend: the URI's path, each `{name}` replaced by
+    the static value its `integration.request.path.name` mapping gives (API Gateway's documented way
+    to override the stage-prefixed path). Fails when a URI parameter has no static mapping."""
+    uri = integration["Uri"]
+    tail = uri["Fn::Join"][1][-1] if isinstance(uri, dict) else uri  # ":443/{seg0}/{seg1}"
+    path = "/" + tail.split("/", 1)[1]
+    mapping = integration.get("RequestParameters", {})
+    for name in re.findall(r"\{([^}]+)\}", path):
+        value = mapping.get(f"integration.request.path.{name}")
+        assert isinstance(value, str) and value.startswith("'") and value.endswith("'"), f"{{{name}}} unmapped"
+        path = path.replace(f"{{{name}}}", value[1:-1])
+    return path

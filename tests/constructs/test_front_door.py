@@ -20,7 +20,7 @@ from llm_hosting_constructs.front_door import (
     TenantPlan,
 )
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS, RegionalWebAcl
-from tests.cfn import only, resources
+from tests.cfn import backend_path, only, resources
 
 CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 TENANTS = [TenantPlan("a", 5, 10, 1000, "DAY"), TenantPlan("b", 2, 4)]
@@ -53,9 +53,9 @@ def methods(template: dict) -> dict[str, dict]:
     out = {}
     for m in resources(template, "AWS::ApiGateway::Method").values():
         props = m["Properties"]
-        uri = props["Integration"]["Uri"]["Fn::Join"][1][-1]  # ":80/v1/chat/completions"
-        out[f"{props['HttpMethod']} {uri.split(':80', 1)[1]}"] = props
-        assert paths[props["ResourceId"]["Ref"]] == uri.rsplit("/", 1)[1]
+        path = backend_path(props["Integration"])
+        out[f"{props['HttpMethod']} {path}"] = props
+        assert paths[props["ResourceId"]["Ref"]] == path.rsplit("/", 1)[1]
     return out
 
 
@@ -89,10 +89,17 @@ def test_stream_routes_stream_and_the_rest_buffer_29s(template: dict) -> None:
         assert (integration["ResponseTransferMode"], integration["TimeoutInMillis"]) == expected, r.path
 
 
-def test_stage_name_never_reaches_the_backend(template: dict) -> None:
+def test_backend_path_is_overridden_by_parameter_mapping_so_the_stage_never_reaches_it(template: dict) -> None:
+    """AWS ("Private integrations for REST APIs in API Gateway"): a private integration gets the stage in
+    its path unless parameter mapping overrides the path. Every route's URI path is made of path
+    parameters, each mapped to a static segment of the route, so the backend gets the route itself."""
     for route, props in methods(template).items():
-        path = props["Integration"]["Uri"]["Fn::Join"][1][-1]
-        assert path == f":80{route.split(' ')[1]}" and "/dev" not in path
+        integration = props["Integration"]
+        uri_tail = integration["Uri"]["Fn::Join"][1][-1]
+        assert uri_tail == ":80" + "".join(f"/{{seg{i}}}" for i in range(route.count("/"))), route
+        overrides = {k: v for k, v in integration["RequestParameters"].items() if k.startswith("integration.request.path.")}
+        assert overrides and all(v.startswith("'") and "dev" not in v for v in overrides.values()), route
+        assert backend_path(integration) == route.split(" ")[1]
 
 
 def test_nothing_that_streaming_cannot_do(template: dict) -> None:
@@ -233,4 +240,7 @@ def test_backend_bearer_replaces_the_client_authorization_on_every_route() -> No
 
 
 def test_no_backend_header_without_a_bearer(template: dict) -> None:
-    assert all("RequestParameters" not in p["Integration"] for p in methods(template).values())
+    assert all(
+        not any(k.startswith("integration.request.header.") for k in p["Integration"]["RequestParameters"])
+        for p in methods(template).values()
+    )

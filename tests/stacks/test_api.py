@@ -10,7 +10,7 @@ from config.schema import load_all
 from llm_hosting_constructs import outputs
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
-from tests.cfn import ENVIRONMENTS, only, resources
+from tests.cfn import ENVIRONMENTS, backend_path, only, resources
 
 pytestmark = pytest.mark.synth
 CONFIG = {c.name: c for c in load_all()}
@@ -73,12 +73,14 @@ def test_vpc_link_uses_the_serving_front_door_security_group(templates: dict, en
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_backend_uri_is_the_route_path_without_stage(templates: dict, env: str) -> None:
+def test_backend_path_is_the_route_path_set_by_parameter_mapping(templates: dict, env: str) -> None:
+    """API Gateway prefixes the stage for private integrations unless parameter mapping overrides the path."""
     for route, method in routes(api(templates, env)).items():
-        parts = method["Integration"]["Uri"]["Fn::Join"][1]
+        integration = method["Integration"]
+        parts = integration["Uri"]["Fn::Join"][1]
         assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1])
-        assert parts[2] == f":80{route.split(' ')[1]}", route
-        assert f"/{env}" not in parts[2]
+        assert "{seg0}" in parts[2] and "/v1" not in parts[2], route
+        assert backend_path(integration) == route.split(" ")[1], route
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

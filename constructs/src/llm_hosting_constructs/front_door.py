@@ -61,6 +61,26 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
 )
 
 
+BACKEND_PATH_PARAMETER_PREFIX = "seg"
+"""Integration path parameters `seg0`, `seg1`, ... carry the backend path, one segment each."""
+
+
+def backend_path_override(path: str) -> tuple[str, dict[str, str]]:
+    """The integration URI path and the parameter mapping that send exactly `path` to the backend.
+
+    For private integrations API Gateway puts the stage in the path it sends to the backend (a call
+    to stage `test` arrives as `test/path`) and documents removing it with parameter mapping that
+    overrides the request path (AWS: "Private integrations for REST APIs in API Gateway"). Each
+    segment of the URI is a path parameter mapped to a static value, so the path is an explicit
+    override; one parameter per segment, so no value holds a `/` for API Gateway to encode.
+    `("/v1/models")` → `("/{seg0}/{seg1}", {"integration.request.path.seg0": "'v1'", ...})`.
+    """
+    segments = path.strip("/").split("/")
+    names = [f"{BACKEND_PATH_PARAMETER_PREFIX}{i}" for i in range(len(segments))]
+    uri_path = "".join(f"/{{{n}}}" for n in names)
+    return uri_path, {f"integration.request.path.{n}": f"'{seg}'" for n, seg in zip(names, segments, strict=True)}
+
+
 @dataclass(frozen=True)
 class TenantPlan:
     """A consumer of the API: one API key and one usage plan."""
@@ -112,7 +132,8 @@ class LlmFrontDoor(Construct):
     """Regional REST API → VPC link v2 → internal ALB, with API keys, usage plans and access logs.
 
     Safe defaults: every method requires an API key; only `routes` reach the backend (each a
-    fixed path, so the stage name never reaches the backend and nothing else is proxied); the
+    fixed path that parameter mapping sets explicitly, since API Gateway would otherwise prefix
+    the stage name, see `backend_path_override`; nothing else is proxied); the
     streaming routes use `ResponseTransferMode.STREAM` with `stream_timeout` (default and most
     15 min), the rest are buffered with 29 s; no response compression and no cache (streaming
     supports neither); default method throttling `rate_limit`/`burst_limit`;
@@ -250,10 +271,11 @@ class LlmFrontDoor(Construct):
         self.methods: dict[str, apigw.Method] = {}
         for route in routes:
             resource = self.api.root.resource_for_path(route.path)
+            uri_path, path_mapping = backend_path_override(route.path)
             integration = apigw.Integration(
                 type=apigw.IntegrationType.HTTP_PROXY,
                 integration_http_method=route.method,
-                uri=f"{backend_protocol}://{host}:{backend_port}{route.path}",
+                uri=f"{backend_protocol}://{host}:{backend_port}{uri_path}",
                 options=apigw.IntegrationOptions(
                     connection_type=apigw.ConnectionType.VPC_LINK,
                     vpc_link=link,
@@ -261,7 +283,7 @@ class LlmFrontDoor(Construct):
                         apigw.ResponseTransferMode.STREAM if route.streaming else apigw.ResponseTransferMode.BUFFERED
                     ),
                     timeout=stream_timeout if route.streaming else BUFFERED_TIMEOUT,
-                    request_parameters=backend_headers,
+                    request_parameters={**path_mapping, **(backend_headers or {})},
                 ),
             )
             method = resource.add_method(route.method, integration, api_key_required=True)
