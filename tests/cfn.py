@@ -55,3 +55,17 @@ def backend_path(integration: dict) -> str:
         assert isinstance(value, str) and value.startswith("'") and value.endswith("'"), f"{{{name}}} unmapped"
         path = path.replace(f"{{{name}}}", value[1:-1])
     return path
+
+
+def count_overrides(acl: dict) -> dict[str, set[str]]:
+    """{managed group: rules overridden to Count} of a web ACL's properties."""
+    out: dict[str, set[str]] = {}
+    for rule in acl["Rules"]:
+        group = rule["Statement"].get("ManagedRuleGroupStatement")
+        if group is None:
+            continue
+        assert rule["OverrideAction"] == {"None": {}}, "the group's own actions apply to every rule not overridden"
+        overrides = group.get("RuleActionOverrides", [])
+        assert all(o["ActionToUse"] == {"Count": {}} for o in overrides)
+        out[group["Name"]] = {o["Name"] for o in overrides}
+    return out

@@ -19,7 +19,6 @@ from llm_hosting_constructs.front_door import (
     Route,
     TenantPlan,
 )
-from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS, RegionalWebAcl
 from tests.cfn import backend_path, only, resources
 
 CERT = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
@@ -175,58 +174,12 @@ def test_contradictory_props_are_rejected(change: dict, message: str) -> None:
         LlmFrontDoor(s, "FrontDoor", **{**props, **change})
 
 
-# --- WAF ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def waf_template() -> dict:
-    s = cdk.Stack(cdk.App(), "W", env=cdk.Environment(account="123456789012", region="eu-west-1"))
-    waf = RegionalWebAcl(s, "Waf", rate_limit=500)
-    waf.associate("Assoc", "arn:aws:apigateway:eu-west-1::/restapis/abc/stages/dev")
-    return Template.from_stack(s).to_json()
-
-
-def test_waf_has_managed_groups_then_rate_rule(waf_template: dict) -> None:
-    acl = only(waf_template, "AWS::WAFv2::WebACL")["Properties"]
-    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
-    groups = [r["Statement"]["ManagedRuleGroupStatement"]["Name"] for r in acl["Rules"][:-1]]
-    assert groups == list(DEFAULT_MANAGED_RULE_GROUPS)
-    rate = acl["Rules"][-1]
-    assert rate["Action"] == {"Block": {}}
-    assert rate["Statement"]["RateBasedStatement"] == {"AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": 500}
-
-
-def test_waf_counts_only_the_body_size_rule(waf_template: dict) -> None:
-    common = only(waf_template, "AWS::WAFv2::WebACL")["Properties"]["Rules"][0]["Statement"]["ManagedRuleGroupStatement"]
-    assert common["RuleActionOverrides"] == [{"ActionToUse": {"Count": {}}, "Name": "SizeRestrictions_BODY"}]
-
-
-def test_waf_logs_redact_keys(waf_template: dict) -> None:
-    logging = only(waf_template, "AWS::WAFv2::LoggingConfiguration")["Properties"]
-    assert {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]} == {"x-api-key", "authorization"}
-    group = only(waf_template, "AWS::Logs::LogGroup")["Properties"]
-    assert group["LogGroupName"].startswith("aws-waf-logs-") and "KmsKeyId" in group
-
-
-@pytest.mark.parametrize("change,message", [({"rate_limit": 10}, "rate_limit"), ({"count_only": {"Nope": ("x",)}}, "Nope")])
-def test_waf_rejects_bad_props(change: dict, message: str) -> None:
-    s = cdk.Stack(cdk.App(), "W")
-    with pytest.raises(ValueError, match=message):
-        RegionalWebAcl(s, "Waf", **change)
-
-
 def test_log_key_serves_only_cloudwatch_logs_of_this_account_and_region(template: dict) -> None:
     statements = only(template, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
     (logs_statement,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
     assert logs_statement["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
     arn = json.dumps(logs_statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
     assert ":logs:eu-west-1:123456789012:log-group:*" in arn
-
-
-def test_waf_log_key_is_scoped_to_the_waf_log_group(waf_template: dict) -> None:
-    statements = only(waf_template, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
-    (logs_statement,) = [s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccountAndRegion"]
-    assert "log-group:aws-waf-logs-" in json.dumps(logs_statement["Condition"])
 
 
 def test_backend_bearer_replaces_the_client_authorization_on_every_route() -> None:

@@ -10,7 +10,7 @@ from config.schema import load_all
 from llm_hosting_constructs import outputs
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
-from tests.cfn import ENVIRONMENTS, backend_path, only, resources
+from tests.cfn import ENVIRONMENTS, backend_path, count_overrides, only, resources
 
 pytestmark = pytest.mark.synth
 CONFIG = {c.name: c for c in load_all()}
@@ -154,6 +154,15 @@ def test_waf_follows_config(templates: dict, env: str) -> None:
     assert groups == list(DEFAULT_MANAGED_RULE_GROUPS)
     (rate,) = [r["Statement"]["RateBasedStatement"] for r in rules if "RateBasedStatement" in r["Statement"]]
     assert rate["Limit"] == CONFIG[env].api.waf_rate_limit and rate["AggregateKeyType"] == "IP"
+    # prompts are bodies: every body-inspecting managed rule counts (tests/constructs/test_waf.py says why)
+    assert count_overrides(acl["Properties"]) == {
+        "AWSManagedRulesCommonRuleSet": {
+            "SizeRestrictions_BODY", "EC2MetaDataSSRF_BODY", "GenericLFI_BODY", "GenericRFI_BODY",
+            "CrossSiteScripting_BODY",
+        },
+        "AWSManagedRulesKnownBadInputsRuleSet": {"JavaDeserializationRCE_BODY", "Log4JRCE_BODY"},
+        "AWSManagedRulesAmazonIpReputationList": set(),
+    }
     # pinned: the WAF log group and its key are stateful
     assert {"WafLogs5C6BB543", "WafLogKeyD1F91AE4"} <= set(t["Resources"])
     association = only(t, "AWS::WAFv2::WebACLAssociation")["Properties"]

@@ -19,9 +19,25 @@ DEFAULT_MANAGED_RULE_GROUPS: tuple[str, ...] = (
 )
 """Common (OWASP-style) rules, known bad inputs (Log4Shell & co.), and Amazon's IP reputation list."""
 
-# The common rule set blocks bodies over 8 KB (SizeRestrictions_BODY); chat prompts are larger
-# than that. Body size is limited by the gateway (and API Gateway's 10 MB), so that one rule counts only.
-DEFAULT_COUNT_ONLY: dict[str, tuple[str, ...]] = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
+BODY_RULES: dict[str, tuple[str, ...]] = {
+    "AWSManagedRulesCommonRuleSet": (
+        "SizeRestrictions_BODY",
+        "EC2MetaDataSSRF_BODY",
+        "GenericLFI_BODY",
+        "GenericRFI_BODY",
+        "CrossSiteScripting_BODY",
+    ),
+    "AWSManagedRulesKnownBadInputsRuleSet": ("JavaDeserializationRCE_BODY", "Log4JRCE_BODY"),
+}
+"""Every rule of the default groups that inspects the request body (AWS: "AWS Managed Rules rule
+groups list", Baseline rule groups; the IP reputation group inspects no body).
+
+An LLM API's request body is a prompt: code, HTML, file paths, URLs, security questions. In Block
+mode these rules reject ordinary prompts (a React component is "XSS", `../../etc/passwd` in a shell
+transcript is "LFI", a question about the metadata URL is "SSRF", a prompt over 8 KB is too big), so
+they count instead: WAF still labels and logs the match, and the rules that inspect the URI path,
+query string, headers and cookies keep blocking. The body is validated by the gateway (schema, size,
+token caps) and never executed or rendered by the backend."""
 
 REDACTED_HEADERS: tuple[str, ...] = ("x-api-key", "authorization")
 """Headers WAF logs never contain: API keys and bearer tokens."""
@@ -31,8 +47,9 @@ class RegionalWebAcl(Construct):
     """WAF web ACL (scope REGIONAL) to associate with an API Gateway stage or an ALB.
 
     Safe defaults: the three AWS managed rule groups in `managed_rule_groups`, with
-    `count_only` rules set to count (by default only the 8 KB body-size rule, which would
-    block ordinary prompts); a rate-based rule blocking a client IP above `rate_limit`
+    `count_only` rules set to count (by default the rules that inspect the request body,
+    `BODY_RULES`: on an LLM API the body is a prompt, which they would block); every other rule
+    blocks; a rate-based rule blocking a client IP above `rate_limit`
     requests per 5 minutes; default action allow; CloudWatch metrics and sampled requests
     on; full logs to a KMS-encrypted log group kept `log_retention`, with the API key and
     Authorization headers redacted.
@@ -57,7 +74,8 @@ class RegionalWebAcl(Construct):
             raise ValueError(f"RegionalWebAcl: rate_limit {rate_limit} is outside 100..2,000,000,000 per 5 minutes")
         if len(set(managed_rule_groups)) != len(managed_rule_groups):
             raise ValueError("RegionalWebAcl: managed_rule_groups lists a group twice")
-        count_only = DEFAULT_COUNT_ONLY if count_only is None else count_only
+        if count_only is None:
+            count_only = {g: rules for g, rules in BODY_RULES.items() if g in managed_rule_groups}
         unknown = sorted(set(count_only) - set(managed_rule_groups))
         if unknown:
             raise ValueError(f"RegionalWebAcl: count_only names groups that are not used: {', '.join(unknown)}")
