@@ -26,7 +26,7 @@ from config.schema import (
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
 from llm_hosting_constructs.alarms import AlarmThresholds
-from llm_hosting_constructs.front_door import TenantPlan
+from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
 from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
 from llm_hosting_constructs.signals import (
@@ -287,6 +287,7 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         certificate_arn=domain.certificate_arn if domain else None,
         hosted_zone_id=domain.hosted_zone_id if domain else None,
         hosted_zone_name=domain.hosted_zone_name if domain else None,
+        tenant_key_map_parameter_name=TENANT_KEY_MAP_PARAMETER.format(env=cfg.name),
     )
 
 
@@ -320,6 +321,8 @@ def build_monitoring(
                 latency=contract.METRIC_LATENCY,
                 queue_depth=contract.METRIC_QUEUE_DEPTH,
                 in_flight=contract.METRIC_IN_FLIGHT,
+                prompt_tokens=contract.METRIC_PROMPT_TOKENS,
+                completion_tokens=contract.METRIC_COMPLETION_TOKENS,
             )
             if serving
             else None

@@ -49,6 +49,7 @@ class ApiStack(Stack):
         certificate_arn: str | None = None,
         hosted_zone_id: str | None = None,
         hosted_zone_name: str | None = None,
+        tenant_key_map_parameter_name: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -85,6 +86,7 @@ class ApiStack(Stack):
             access_log_retention=access_log_retention,
             custom_domain=custom_domain,
             removal_policy=removal_policy,
+            tenant_key_map_parameter_name=tenant_key_map_parameter_name,
             backend_bearer=(
                 SecretValue.secrets_manager(backend_key_secret.secret_arn, json_field=backend_key_field)
                 if backend_key_secret is not None

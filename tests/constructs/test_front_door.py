@@ -192,8 +192,67 @@ def test_backend_bearer_replaces_the_client_authorization_on_every_route() -> No
         assert header == "'Bearer {{resolve:secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:gw-AbCdEf:SecretString:frontdoor::}}'"
 
 
-def test_no_backend_header_without_a_bearer(template: dict) -> None:
+def test_no_authorization_header_without_a_bearer(template: dict) -> None:
     assert all(
-        not any(k.startswith("integration.request.header.") for k in p["Integration"]["RequestParameters"])
+        "integration.request.header.Authorization" not in p["Integration"]["RequestParameters"]
         for p in methods(template).values()
     )
+
+
+# --- issue 13: every OpenAI/vLLM route, and who the caller is -----------------------------------
+
+ISSUE_13_ROUTES = {
+    # (method path): streams?
+    "POST /v1/responses": True,
+    "POST /tokenize": False,
+    "POST /detokenize": False,
+    "GET /version": False,
+    "POST /v1/embeddings": False,
+    "POST /v1/score": False,
+    "POST /v1/rerank": False,
+}
+
+
+def test_responses_tokenizer_version_and_pooling_routes_exist(template: dict) -> None:
+    by_route = methods(template)
+    for route, streams in ISSUE_13_ROUTES.items():
+        integration = by_route[route]["Integration"]
+        assert integration["ResponseTransferMode"] == ("STREAM" if streams else "BUFFERED"), route
+        assert backend_path(integration) == route.split(" ")[1]
+
+
+def test_every_route_passes_the_callers_api_key_id(template: dict) -> None:
+    for route, props in methods(template).items():
+        mapping = props["Integration"]["RequestParameters"]
+        assert mapping["integration.request.header.x-llmhost-api-key-id"] == "context.identity.apiKeyId", route
+
+
+def test_api_key_id_header_name_is_a_prop_and_can_be_off() -> None:
+    for header, expected in (("x-tenant-key", {"integration.request.header.x-tenant-key"}), (None, set())):
+        s, props = parts()
+        LlmFrontDoor(s, "FrontDoor", api_key_id_header=header, **props)
+        for props_ in methods(Template.from_stack(s).to_json()).values():
+            headers = {k for k in props_["Integration"]["RequestParameters"] if k.startswith("integration.request.header.")}
+            assert headers == expected
+
+
+def test_tenant_key_map_parameter_maps_each_key_id_to_its_tenant() -> None:
+    s, props = parts()
+    LlmFrontDoor(s, "FrontDoor", tenant_key_map_parameter_name="/llm-hosting/dev/tenant-api-keys", **props)
+    t = Template.from_stack(s).to_json()
+    param = only(t, "AWS::SSM::Parameter")["Properties"]
+    assert param["Name"] == "/llm-hosting/dev/tenant-api-keys" and param["Type"] == "String"
+    keys = {v["Properties"]["Description"].rsplit(" ", 1)[1]: k for k, v in resources(t, "AWS::ApiGateway::ApiKey").items()}
+    # Resolve the Fn::Join as CloudFormation would, with each key's Ref as a made-up id.
+    def resolve(node: object) -> str:
+        if isinstance(node, str):
+            return node
+        if "Ref" in node:
+            return f"id-{node['Ref']}"
+        sep, parts_ = node["Fn::Join"]
+        return sep.join(resolve(x) for x in parts_)
+    assert json.loads(resolve(param["Value"])) == {f"id-{keys[t_.name]}": t_.name for t_ in TENANTS}
+
+
+def test_no_tenant_key_map_unless_named(template: dict) -> None:
+    assert not resources(template, "AWS::SSM::Parameter")

@@ -46,7 +46,11 @@ def test_regional_rest_api_named_per_environment(templates: dict, env: str) -> N
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_only_the_declared_routes_exist(templates: dict, env: str) -> None:
     expected = {f"{r.method} {r.path}" for r in DEFAULT_ROUTES}
-    assert expected == {"POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "POST /v1/chat", "POST /v1/chat/stream"}
+    assert expected == {
+        "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "POST /v1/chat", "POST /v1/chat/stream",
+        "POST /v1/responses", "POST /tokenize", "POST /detokenize", "GET /version", "POST /v1/embeddings",
+        "POST /v1/score", "POST /v1/rerank",
+    }
     assert set(routes(api(templates, env))) == expected
 
 
@@ -222,3 +226,22 @@ def test_backend_gets_the_gateway_front_door_key_not_the_tenant_key(templates: d
         assert parts[0] == "'Bearer {{resolve:secretsmanager:", route
         assert "Fn::ImportValue" in parts[1] and "ApiKeys" in json.dumps(parts[1])
         assert parts[2] == f":SecretString:{FRONTDOOR_KEY_ID}::}}}}'"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backend_gets_the_callers_api_key_id_on_every_route(templates: dict, env: str) -> None:
+    for route, method in routes(api(templates, env)).items():
+        mapping = method["Integration"]["RequestParameters"]
+        assert mapping["integration.request.header.x-llmhost-api-key-id"] == "context.identity.apiKeyId", route
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tenant_key_map_parameter_names_every_tenant(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    param = only(t, "AWS::SSM::Parameter")["Properties"]
+    assert param["Name"] == f"/llm-hosting/{env}/tenant-api-keys"
+    value = json.dumps(param["Value"])
+    key_ids = set(resources(t, "AWS::ApiGateway::ApiKey"))
+    assert {r for r in key_ids if json.dumps({"Ref": r}) in value} == key_ids
+    for tenant in CONFIG[env].api.tenants:
+        assert json.dumps(f'":{json.dumps(tenant.name)}')[1:-1] in value

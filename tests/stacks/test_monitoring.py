@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -172,3 +173,15 @@ def test_construct_thresholds_mirror_the_config_schema() -> None:
     construct_defaults = {f.name: f.default for f in dataclasses.fields(AlarmThresholds)}
     config_defaults = ConfigThresholds().model_dump()
     assert construct_defaults == config_defaults
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_dashboard_shows_tokens_per_tenant(templates: dict, env: str) -> None:
+    """Issue 13: prompt and completion tokens by the gateway's Tenant dimension, one series per tenant."""
+    body = json.dumps(only(monitoring(templates, env), "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    assert "Tokens per tenant" in body
+    searches = re.findall(r"SEARCH\(.*?\)", body.replace('\\\\\\"', '"'))
+    tenant_searches = [q for q in searches if " Tenant'" in q]
+    for metric in (contract.METRIC_PROMPT_TOKENS, contract.METRIC_COMPLETION_TOKENS):
+        (query,) = [q for q in tenant_searches if f'MetricName="{metric}"' in q]
+        assert f'Namespace="{GW}"' in query and f'Service="llm-hosting-{env}' in query and "'Sum', 300" in query

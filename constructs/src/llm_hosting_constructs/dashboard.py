@@ -70,6 +70,9 @@ class OnCallDashboard(Construct):
             latency.append(_graph("Gateway latency p50 / p95 (ms)",
                                   [s.gateway_latency("p50"), s.gateway_latency("p95")]))
             capacity.append(_graph("vLLM queue depth / in flight", [s.queue_depth(), s.in_flight()]))
+            traffic.append(_graph("Tokens per tenant (5 min): prompt / completion",
+                                  [s.tenant_tokens(s.gateway.prompt_tokens)],
+                                  [s.tenant_tokens(s.gateway.completion_tokens)]))
         if s.ecs is not None:
             capacity.append(_graph("ECS tasks running / desired", [s.running_tasks(), s.desired_tasks()]))
         if s.gpu_utilization is not None:

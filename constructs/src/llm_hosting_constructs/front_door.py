@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from aws_cdk import Acknowledgment, Duration, Names, RemovalPolicy, SecretValue, Validations
+from aws_cdk import Acknowledgment, Duration, Fn, Names, RemovalPolicy, SecretValue, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_certificatemanager as acm
@@ -25,6 +25,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from .log_groups import encrypted_log_group
@@ -58,7 +59,24 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
     # The simple API: one JSON answer, or server-sent events.
     Route("/v1/chat", "POST", streaming=False),
     Route("/v1/chat/stream", "POST", streaming=True),
+    # The Responses API streams when asked (`client.responses.stream`), like chat completions.
+    Route("/v1/responses", "POST", streaming=True),
+    # vLLM's tokenizer and version endpoints.
+    Route("/tokenize", "POST", streaming=False),
+    Route("/detokenize", "POST", streaming=False),
+    Route("/version", "GET", streaming=False),
+    # Pooling models (embedding, cross-encoder): the gateway answers 4xx where the served model has no such task.
+    Route("/v1/embeddings", "POST", streaming=False),
+    Route("/v1/score", "POST", streaming=False),
+    Route("/v1/rerank", "POST", streaming=False),
 )
+
+API_KEY_ID_HEADER = "x-llmhost-api-key-id"
+"""Backend header that carries the caller's API Gateway key id (`$context.identity.apiKeyId`) on
+every route. The gateway trusts it only on requests that carry the front door's own key."""
+
+TENANT_KEY_MAP_PARAMETER = "/llm-hosting/{env}/tenant-api-keys"
+"""SSM parameter (String, JSON `{api key id: tenant name}`) that maps the header's key id to a tenant."""
 
 
 BACKEND_PATH_PARAMETER_PREFIX = "seg"
@@ -150,10 +168,16 @@ class LlmFrontDoor(Construct):
 
     `api_name` names the API (and its CloudWatch metrics' ApiName); default: the construct path.
 
+    `api_key_id_header` (default `x-llmhost-api-key-id`; None: not sent) carries the caller's API
+    key id to the backend on every route, mapped from `$context.identity.apiKeyId`, so the backend
+    can count usage per tenant. `tenant_key_map_parameter_name` (e.g.
+    `TENANT_KEY_MAP_PARAMETER.format(env=...)`) writes an SSM String parameter with the JSON map
+    `{api key id: tenant name}` of the tenants' keys.
+
     Attributes: `api` (RestApi), `api_name`, `stage`, `stage_name`, `routes`, `vpc_link`,
     `access_log_group`, `log_key`, `api_keys` ({tenant: ApiKey}), `usage_plans`
-    ({tenant: UsagePlan}), `methods` ({path: Method}), `domain` (DomainName or None), `url`
-    (the invoke URL clients use); `signals()` and `throttled_requests_metric()` for monitoring.
+    ({tenant: UsagePlan}), `tenant_key_map` (StringParameter or None), `methods` ({path: Method}),
+    `domain` (DomainName or None), `url` (the invoke URL clients use); `signals()` and `throttled_requests_metric()` for monitoring.
     """
 
     def __init__(
@@ -170,6 +194,8 @@ class LlmFrontDoor(Construct):
         backend_port: int = 80,
         backend_host: str | None = None,
         backend_bearer: SecretValue | None = None,
+        api_key_id_header: str | None = API_KEY_ID_HEADER,
+        tenant_key_map_parameter_name: str | None = None,
         routes: Sequence[Route] = DEFAULT_ROUTES,
         api_name: str | None = None,
         stage_name: str = "live",
@@ -261,11 +287,12 @@ class LlmFrontDoor(Construct):
         # The backend's own key replaces whatever Authorization the client sent (its key is the API
         # Gateway key in x-api-key). A dynamic reference: CloudFormation resolves it at deploy time,
         # the template holds only the reference.
-        backend_headers = (
-            {"integration.request.header.Authorization": f"'Bearer {backend_bearer.unsafe_unwrap()}'"}
-            if backend_bearer is not None
-            else None
-        )
+        backend_headers: dict[str, str] = {}
+        if backend_bearer is not None:
+            backend_headers["integration.request.header.Authorization"] = f"'Bearer {backend_bearer.unsafe_unwrap()}'"
+        if api_key_id_header is not None:
+            # Mapped, so it replaces any header of that name the client sent.
+            backend_headers[f"integration.request.header.{api_key_id_header}"] = "context.identity.apiKeyId"
         link = apigw.VpcLink.from_vpc_link_id(self, "VpcLinkRef", self.vpc_link.vpc_link_id)
         self.routes = tuple(routes)
         self.methods: dict[str, apigw.Method] = {}
@@ -283,7 +310,7 @@ class LlmFrontDoor(Construct):
                         apigw.ResponseTransferMode.STREAM if route.streaming else apigw.ResponseTransferMode.BUFFERED
                     ),
                     timeout=stream_timeout if route.streaming else BUFFERED_TIMEOUT,
-                    request_parameters={**path_mapping, **(backend_headers or {})},
+                    request_parameters={**path_mapping, **backend_headers},
                 ),
             )
             method = resource.add_method(route.method, integration, api_key_required=True)
@@ -339,6 +366,17 @@ class LlmFrontDoor(Construct):
             plan.add_api_key(key)
             self.api_keys[tenant.name] = key
             self.usage_plans[tenant.name] = plan
+        self.tenant_key_map: ssm.StringParameter | None = None
+        if tenant_key_map_parameter_name is not None:
+            # JSON built with Fn::Join: key ids exist only at deploy time (alphanumeric, nothing to escape).
+            pairs = [Fn.join("", ['"', key.key_id, f'":{json.dumps(name)}']) for name, key in self.api_keys.items()]
+            self.tenant_key_map = ssm.StringParameter(
+                self,
+                "TenantKeyMap",
+                parameter_name=tenant_key_map_parameter_name,
+                string_value=Fn.join("", ["{", Fn.join(",", pairs), "}"]),
+                description="API Gateway key id -> tenant name (JSON), for the gateway and llmhost usage",
+            )
 
         # --- 429s as a metric (API Gateway has none of its own) ------------------------------------
         logs.MetricFilter(

@@ -75,6 +75,10 @@ class GatewayMetricNames:
     latency: str
     queue_depth: str
     in_flight: str
+    prompt_tokens: str = "PromptTokens"
+    completion_tokens: str = "CompletionTokens"
+    tenant_dimension: str = "Tenant"
+    """The dimension whose value is the tenant (API key's tenant name) on the token metrics."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,20 @@ class ServiceSignals:
     def in_flight(self) -> cloudwatch.Metric:
         assert self.gateway is not None
         return self._gw(self.gateway.in_flight, "Maximum", ONE_MINUTE)
+
+    def tenant_tokens(self, metric_name: str) -> cloudwatch.SearchExpression:
+        """`metric_name` (Sum per 5 min) of each tenant: a search, so a tenant added later shows up.
+
+        Matches the gateway's metrics with this deployment's dimension values (`dimensions`) that
+        also carry the tenant dimension, one series per tenant."""
+        assert self.gateway is not None
+        terms = " ".join(f'{k}="{v}"' for k, v in self.gateway.dimensions.items())
+        return cloudwatch.SearchExpression(
+            expression=f"SEARCH('Namespace=\"{self.gateway.namespace}\" MetricName=\"{metric_name}\" {terms} "
+            f"{self.gateway.tenant_dimension}', 'Sum', 300)",
+            label="",
+            period=FIVE_MINUTES,
+        )
 
     # --- SageMaker -----------------------------------------------------------------------------
     def _sm(self, namespace: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
