@@ -177,6 +177,8 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         cache=cache,
         settings=serving_settings(cfg),
         removal_policy=_removal(cfg),
+        # Serves production traffic: deleting it by mistake is an outage (issue 11.10).
+        termination_protection=cfg.retain_stateful,
     )
 
 
@@ -288,6 +290,8 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         hosted_zone_id=domain.hosted_zone_id if domain else None,
         hosted_zone_name=domain.hosted_zone_name if domain else None,
         tenant_key_map_parameter_name=TENANT_KEY_MAP_PARAMETER.format(env=cfg.name),
+        # The tenants' API keys live here: deleting the stack invalidates every key (issue 11.10).
+        termination_protection=cfg.retain_stateful,
     )
 
 

@@ -132,16 +132,34 @@ def test_stage_throttles_traces_and_logs_json(template: dict) -> None:
     assert fields["status"] == "$context.status" and fields["apiKeyId"] == "$context.identity.apiKeyId"
 
 
-def test_access_log_group_is_kms_encrypted_and_expires(template: dict) -> None:
-    group = only(template, "AWS::Logs::LogGroup")
-    assert "KmsKeyId" in group["Properties"] and group["Properties"]["RetentionInDays"] == 90
-    assert group["DeletionPolicy"] == "Retain"
+def test_access_and_execution_log_groups_are_kms_encrypted_and_expire(template: dict) -> None:
+    groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(groups) == 2
+    for group in groups.values():
+        assert "KmsKeyId" in group["Properties"] and group["Properties"]["RetentionInDays"] == 90
+        assert group["DeletionPolicy"] == "Retain"
 
 
-def test_429s_become_a_metric(template: dict) -> None:
+def test_execution_log_group_exists_before_the_stage_with_api_gateways_name(template: dict) -> None:
+    """API Gateway logs to API-Gateway-Execution-Logs_{rest-api-id}/{stage} and creates the group itself,
+    without retention, unless it exists first."""
+    (exec_id, group), = [(k, g) for k, g in resources(template, "AWS::Logs::LogGroup").items() if "LogGroupName" in g["Properties"]]
+    api_id = next(iter(resources(template, "AWS::ApiGateway::RestApi")))
+    assert group["Properties"]["LogGroupName"] == {"Fn::Join": ["", ["API-Gateway-Execution-Logs_", {"Ref": api_id}, "/dev"]]}
+    (stage,) = resources(template, "AWS::ApiGateway::Stage").values()
+    assert exec_id in stage["DependsOn"]
+
+
+def test_429s_become_a_metric_matching_the_string_the_access_log_writes(template: dict) -> None:
+    """The access log is JSON with "status":"$context.status" (a string): a numeric filter
+    `{ $.status = 429 }` never matches "429" (AWS: "Using filter patterns to match terms in JSON log
+    events": string values are quoted)."""
     f = only(template, "AWS::Logs::MetricFilter")["Properties"]
-    assert f["FilterPattern"] == "{ $.status = 429 }"
+    assert f["FilterPattern"] == '{ $.status = "429" }'
     assert f["MetricTransformations"][0]["Dimensions"] == [{"Key": "ApiId", "Value": "$.apiId"}]
+    log_format = only(template, "AWS::ApiGateway::Stage")["Properties"]["AccessLogSetting"]["Format"]
+    line = json.loads(log_format.replace("$context.status", "429").replace("$context.", "x"))
+    assert line["status"] == "429"
 
 
 def test_custom_domain_with_alias_record() -> None:

@@ -245,3 +245,24 @@ def test_tenant_key_map_parameter_names_every_tenant(templates: dict, env: str) 
     assert {r for r in key_ids if json.dumps({"Ref": r}) in value} == key_ids
     for tenant in CONFIG[env].api.tenants:
         assert json.dumps(f'":{json.dumps(tenant.name)}')[1:-1] in value
+
+
+def test_serving_and_api_stacks_are_termination_protected_where_stateful_is_retained(cdk_out) -> None:
+    """Issue 11.10: prod's serving and api stacks could be deleted by one command."""
+    for env in ENVIRONMENTS:
+        manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
+        for name in (outputs.SERVING, outputs.API):
+            (stack,) = [a for a in manifest["artifacts"].values() if a.get("displayName") == f"{env}/{name}"]
+            assert stack["properties"].get("terminationProtection", False) == CONFIG[env].retain_stateful, (env, name)
+    assert CONFIG["prod"].retain_stateful
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_execution_log_group_has_retention(templates: dict, env: str) -> None:
+    t = api(templates, env)
+    (group,) = [
+        g for g in resources(t, "AWS::Logs::LogGroup").values()
+        if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName"))
+    ]
+    assert group["Properties"]["RetentionInDays"] == CONFIG[env].api.access_log_retention_days
+    assert "KmsKeyId" in group["Properties"]

@@ -175,7 +175,7 @@ class LlmFrontDoor(Construct):
     `{api key id: tenant name}` of the tenants' keys.
 
     Attributes: `api` (RestApi), `api_name`, `stage`, `stage_name`, `routes`, `vpc_link`,
-    `access_log_group`, `log_key`, `api_keys` ({tenant: ApiKey}), `usage_plans`
+    `access_log_group`, `execution_log_group`, `log_key`, `api_keys` ({tenant: ApiKey}), `usage_plans`
     ({tenant: UsagePlan}), `tenant_key_map` (StringParameter or None), `methods` ({path: Method}),
     `domain` (DomainName or None), `url` (the invoke URL clients use); `signals()` and `throttled_requests_metric()` for monitoring.
     """
@@ -267,6 +267,17 @@ class LlmFrontDoor(Construct):
         self.stage = self.api.deployment_stage
         self.api_name = api_name or Names.unique_id(self)
         self.stage_name = stage_name
+        # API Gateway writes execution logs to this fixed name and would create the group itself, with
+        # no retention and no key: create it first (the stage depends on it), retained and encrypted.
+        self.execution_log_group = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=Fn.join("", ["API-Gateway-Execution-Logs_", self.api.rest_api_id, f"/{stage_name}"]),
+            retention=access_log_retention,
+            encryption_key=self.log_key,
+            removal_policy=removal_policy,
+        )
+        self.stage.node.add_dependency(self.execution_log_group)
         # The L2 adds an "Endpoint" output of its own; stacks publish the URL under their own key.
         self.api.node.try_remove_child("Endpoint")
         cfn_stage: apigw.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
@@ -383,7 +394,8 @@ class LlmFrontDoor(Construct):
             self,
             "ThrottledFilter",
             log_group=self.access_log_group,
-            filter_pattern=logs.FilterPattern.number_value("$.status", "=", 429),
+            # The access-log format writes "status":"$context.status", a JSON string: match it as one.
+            filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
             metric_namespace=THROTTLED_METRIC_NAMESPACE,
             metric_name=THROTTLED_METRIC_NAME,
             metric_value="1",
