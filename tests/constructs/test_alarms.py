@@ -61,7 +61,7 @@ def alarms(template: dict) -> dict[str, dict]:
 def test_every_signal_has_its_alarm(template: dict) -> None:
     assert sorted(alarms(template)) == sorted([
         "api-5xx-rate", "api-latency-p99", "api-throttled", "alb-target-5xx", "alb-elb-5xx", "unhealthy-hosts",
-        "healthy-hosts-below-min", "tasks-below-desired", "gpu-utilization", "gateway-ttft-p95",
+        "healthy-hosts-below-min", "tasks-below-desired", "gpu-utilization", "gpu-metrics-missing", "gateway-ttft-p95",
         "gateway-error-rate", "queue-depth", "sagemaker-model-latency-p99", "sagemaker-5xx",
         "sagemaker-gpu-utilization",
     ])
@@ -139,3 +139,22 @@ def test_gpu_agent_config_feeds_the_alarmed_metric() -> None:
     assert cfg["metrics"]["namespace"] == gpu_metrics.NAMESPACE
     assert "utilization_gpu" in cfg["metrics"]["metrics_collected"]["nvidia_gpu"]["measurement"]
     assert cfg["metrics"]["aggregation_dimensions"] == [[gpu_metrics.DIMENSION]]
+
+
+def test_every_alarm_states_its_missing_data_treatment_explicitly() -> None:
+    """CloudWatch's default (missing) hides a blind alarm; each alarm chooses (docs: the alarms table)."""
+    t, _ = build()
+    for logical_id, alarm in resources(t, "AWS::CloudWatch::Alarm").items():
+        assert alarm["Properties"].get("TreatMissingData") in ("breaching", "notBreaching"), logical_id
+
+
+def test_a_gpu_metric_that_never_arrives_fires_while_tasks_run(template: dict) -> None:
+    """gpu-utilization treats no data as OK; gpu-metrics-missing is what notices an agent that publishes nothing."""
+    blind = alarms(template)["gpu-metrics-missing"]
+    (expression,) = [m["Expression"] for m in blind["Metrics"] if "Expression" in m]
+    assert expression == "IF(running >= 1 AND FILL(gpu, -1) < 0, 1, 0)"
+    stats = {m["Id"]: m["MetricStat"] for m in blind["Metrics"] if "MetricStat" in m}
+    assert stats["running"]["Metric"]["MetricName"] == "RunningTaskCount"
+    assert stats["gpu"]["Metric"]["MetricName"] == gpu_metrics.UTILIZATION
+    assert stats["running"]["Period"] == stats["gpu"]["Period"] == 300
+    assert (blind["Threshold"], blind["ComparisonOperator"], blind["EvaluationPeriods"]) == (1, "GreaterThanOrEqualToThreshold", 3)

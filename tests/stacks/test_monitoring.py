@@ -44,6 +44,7 @@ def expected(templates: dict, env: str) -> dict[str, tuple]:
         "unhealthy-hosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum", t.unhealthy_hosts, "GreaterThanThreshold", "notBreaching"),
         "tasks-below-desired": ("ECS/ContainerInsights", "RunningTaskCount", "Average", 1, "GreaterThanOrEqualToThreshold", "breaching"),
         "gpu-utilization": (gpu_metrics.NAMESPACE, gpu_metrics.UTILIZATION, "Average", t.gpu_utilization_percent, "GreaterThanThreshold", "notBreaching"),
+        "gpu-metrics-missing": (gpu_metrics.NAMESPACE, gpu_metrics.UTILIZATION, "Average", 1, "GreaterThanOrEqualToThreshold", "notBreaching"),
         "gateway-ttft-p95": (GW, contract.METRIC_TTFT, "p95", t.ttft_p95_ms, "GreaterThanThreshold", "notBreaching"),
         "gateway-error-rate": (GW, contract.METRIC_ERRORS, "Average", t.gateway_error_rate, "GreaterThanThreshold", "notBreaching"),
         "queue-depth": (GW, contract.METRIC_QUEUE_DEPTH, "Maximum", t.queue_depth, "GreaterThanThreshold", "notBreaching"),

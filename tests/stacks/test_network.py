@@ -11,7 +11,7 @@ from tests.cfn import ENVIRONMENTS, ROOT, only, resources
 
 pytestmark = pytest.mark.synth
 CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
-INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm", "sts", "monitoring", "ecs", "ecs-agent", "ecs-telemetry"}
+INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm", "sts", "monitoring", "ecs", "ecs-agent", "ecs-telemetry", "ec2"}
 
 
 def network(templates: dict, env: str) -> dict:
@@ -110,3 +110,17 @@ def test_flow_log_key_serves_only_this_regions_logs_for_this_accounts_groups(tem
     assert statement["Principal"]["Service"] == f"logs.{CONFIG[env]['region']}.amazonaws.com"
     arn = json.dumps(statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
     assert f"arn:aws:logs:{CONFIG[env]['region']}:{CONFIG[env]['account']}:log-group:" in arn.replace('", "', "")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_gpu_metric_dimension_resolves_without_internet(templates: dict, env: str) -> None:
+    """Issue 11.4: the CloudWatch agent fills ${aws:AutoScalingGroupName} with ec2:DescribeTags and puts
+    metrics with cloudwatch:PutMetricData; prod has no NAT, so both APIs need an interface endpoint."""
+    from llm_hosting_constructs import gpu_metrics
+
+    assert "${aws:AutoScalingGroupName}" in json.dumps(gpu_metrics.agent_config())
+    services = {
+        str(e["Properties"]["ServiceName"]) for e in resources(network(templates, env), "AWS::EC2::VPCEndpoint").values()
+    }
+    region = CONFIG[env]["region"]
+    assert {f"com.amazonaws.{region}.ec2", f"com.amazonaws.{region}.monitoring"} <= services

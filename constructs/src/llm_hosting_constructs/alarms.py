@@ -123,6 +123,18 @@ class LlmAlarms(Construct):
         if s.gpu_utilization is not None:
             self._add("gpu-utilization", s.gpu_utilization, t.gpu_utilization_percent, GT, 3, 3, NOT_BREACHING,
                       "Average GPU utilization of the serving hosts (CloudWatch agent nvidia_gpu), 15 min")
+            # gpu-utilization treats no data as OK (no hosts at night), so an agent that publishes
+            # nothing would keep it OK forever: this one fires while tasks run and the metric is absent.
+            blind = cloudwatch.MathExpression(
+                expression="IF(running >= 1 AND FILL(gpu, -1) < 0, 1, 0)",
+                using_metrics={"running": s.running_tasks().with_(period=Duration.minutes(5)),
+                               "gpu": s.gpu_utilization},
+                label="Tasks running without GPU metrics",
+                period=Duration.minutes(5),
+            )
+            self._add("gpu-metrics-missing", blind, 1, GTE, 3, 3, NOT_BREACHING,
+                      "Tasks run but the CloudWatch agent publishes no GPU metric (agent, IAM or the ec2/monitoring "
+                      "endpoints), 15 min")
         if s.gateway is not None:
             self._add("gateway-ttft-p95", s.gateway_ttft(), t.ttft_p95_ms, GT, 3, 3, NOT_BREACHING,
                       "Gateway time to first token p95 (ms)")

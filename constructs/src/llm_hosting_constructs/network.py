@@ -14,7 +14,10 @@ from .log_groups import encrypted_log_group
 
 # Interface endpoints the serving tasks and the ECS agent need with no internet route:
 # image pulls (ECR api + dkr, layers come from S3), logs, secrets, SSM, STS, metrics,
-# and the three endpoints the ECS container agent itself talks to.
+# the three endpoints the ECS container agent itself talks to, and EC2: the CloudWatch agent
+# on the GPU hosts fills the AutoScalingGroupName dimension with ec2:DescribeTags, and without
+# an answer it publishes no GPU metric at all (a closed VPC otherwise has a GPU alarm that can
+# never fire).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
     "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
@@ -26,6 +29,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
     "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
     "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+    "Ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
 }
 
 
