@@ -290,6 +290,7 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         hosted_zone_id=domain.hosted_zone_id if domain else None,
         hosted_zone_name=domain.hosted_zone_name if domain else None,
         tenant_key_map_parameter_name=TENANT_KEY_MAP_PARAMETER.format(env=cfg.name),
+        backend_host=cfg.ecs.tls_host_name if cfg.ecs else None,
         # The tenants' API keys live here: deleting the stack invalidates every key (issue 11.10).
         termination_protection=cfg.retain_stateful,
     )

@@ -50,6 +50,9 @@ ImageRef = Annotated[str, StringConstraints(pattern=r"^[\w./-]+:[\w.-]+$")]
 AcmCertificateArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 ]
+DomainName = Annotated[
+    str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+]
 
 
 class Strict(BaseModel):
@@ -128,7 +131,14 @@ class EcsConfig(Strict):
         900, ge=600, le=4000, description="ALB idle timeout; long generations need >= 600 s."
     )
     certificate_arn: AcmCertificateArn | None = Field(
-        None, description="ACM certificate for an HTTPS listener on the internal ALB."
+        None,
+        description="ACM certificate (publicly trusted: API Gateway verifies it) for an HTTPS listener on the internal "
+        "ALB; required where tags mark data-classification confidential.",
+    )
+    tls_host_name: DomainName | None = Field(
+        None,
+        description="Name on certificate_arn that the front door sends as Host and verifies the certificate "
+        "against (the ALB's own DNS name cannot be on a public certificate); needs no DNS record.",
     )
     hf_token_secret_name: str | None = Field(
         None, description="Existing Secrets Manager secret with the Hugging Face token; created if unset."
@@ -292,9 +302,6 @@ class Tenant(Strict):
     quota: Quota | None = Field(None, description="Requests per period; unset = no quota.")
 
 
-DomainName = Annotated[
-    str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-]
 HostedZoneId = Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]
 
 
@@ -466,6 +473,13 @@ class EnvironmentConfig(Strict):
                     f"ecs.vllm_image {self.ecs.vllm_image!r} is pulled from the internet but network.nat_gateways is 0; "
                     f"mirror it into ECR (e.g. a pull-through cache) and use {ecr}<repository>:<tag>"
                 )
+        if self.ecs and (self.ecs.certificate_arn is None) != (self.ecs.tls_host_name is None):
+            raise ValueError("ecs.certificate_arn and ecs.tls_host_name go together: set both (HTTPS to the ALB) or neither")
+        if self.ecs and self.ecs.certificate_arn is None and self.tags.get("data-classification") == "confidential":
+            raise ValueError(
+                "ecs.certificate_arn is unset but tags mark data-classification: confidential: prompts would cross the VPC "
+                "in plain HTTP; set ecs.certificate_arn and ecs.tls_host_name (a publicly trusted ACM certificate)"
+            )
         if self.ecs and self.ecs.off_hours and self.retain_stateful:
             raise ValueError("ecs.off_hours (scale to zero at night) is for non-prod; retain_stateful marks this env as prod-like")
         return self

@@ -50,6 +50,7 @@ class ApiStack(Stack):
         hosted_zone_id: str | None = None,
         hosted_zone_name: str | None = None,
         tenant_key_map_parameter_name: str | None = None,
+        backend_host: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -77,6 +78,7 @@ class ApiStack(Stack):
             load_balancer=listener.load_balancer,
             backend_protocol="https" if https else "http",
             backend_port=int(listener.port),
+            backend_host=backend_host,
             tenants=tenants,
             api_name=api_name,
             stage_name=stage_name,

@@ -47,7 +47,8 @@ def backend_path(integration: dict) -> str:
     the static value its `integration.request.path.name` mapping gives (API Gateway's documented way
     to override the stage-prefixed path). Fails when a URI parameter has no static mapping."""
     uri = integration["Uri"]
-    tail = uri["Fn::Join"][1][-1] if isinstance(uri, dict) else uri  # ":443/{seg0}/{seg1}"
+    # "https://host:443/{seg0}/{seg1}", or a Fn::Join whose last part is ":80/{seg0}/{seg1}"
+    tail = uri["Fn::Join"][1][-1] if isinstance(uri, dict) else uri.split("://", 1)[1]
     path = "/" + tail.split("/", 1)[1]
     mapping = integration.get("RequestParameters", {})
     for name in re.findall(r"\{([^}]+)\}", path):

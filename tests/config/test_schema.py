@@ -108,6 +108,8 @@ INVALID = {
     "ecs-grace-period-too-short": ({"ecs__health_check_grace_period_seconds": 300}, ["ecs.health_check_grace_period_seconds", "600"]),
     "ecs-root-volume-too-small": ({"ecs__root_volume_gib": 30}, ["ecs.root_volume_gib", "100"]),
     "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
+    "ecs-confidential-over-plain-http": ({"tags": {"data-classification": "confidential"}}, ["ecs.certificate_arn is unset", "confidential", "ecs.tls_host_name"]),
+    "ecs-certificate-without-tls-host": ({"ecs__certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"}, ["ecs.certificate_arn and ecs.tls_host_name go together"]),
     # SageMaker backend: same sizing catalog (ml.* types), and what CreateModel/CreateEndpointConfig would reject
     "sm-70b-fp16-on-ml-g5-12xlarge": ({**sm(instance_type="ml.g5.12xlarge"), "model__id": "meta-llama/Llama-3.1-70B-Instruct", "model__tensor_parallel_size": 4}, ["sagemaker.instance_type", "does not fit ml.g5.12xlarge", "smallest that fit", "ml.g6e.12xlarge (TP 4)"]),
     "sm-tp-2-on-one-gpu": ({**sm(), "model__tensor_parallel_size": 2}, ["model.tensor_parallel_size", "exceeds the 1 GPU(s) of ml.g6e.2xlarge"]),

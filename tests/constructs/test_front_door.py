@@ -274,3 +274,12 @@ def test_tenant_key_map_parameter_maps_each_key_id_to_its_tenant() -> None:
 
 def test_no_tenant_key_map_unless_named(template: dict) -> None:
     assert not resources(template, "AWS::SSM::Parameter")
+
+
+def test_https_backend_needs_the_certificates_host_name() -> None:
+    s, props = parts()
+    with pytest.raises(ValueError, match="backend_host"):
+        LlmFrontDoor(s, "FrontDoor", backend_protocol="https", backend_port=443, **props)
+    LlmFrontDoor(s, "Ok", backend_protocol="https", backend_port=443, backend_host="alb.example.com", **props)
+    uris = {m["Properties"]["Integration"]["Uri"] for m in resources(Template.from_stack(s).to_json(), "AWS::ApiGateway::Method").values()}
+    assert all(u.startswith("https://alb.example.com:443/{seg0}") for u in uris)

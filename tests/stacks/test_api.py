@@ -81,10 +81,38 @@ def test_backend_path_is_the_route_path_set_by_parameter_mapping(templates: dict
     """API Gateway prefixes the stage for private integrations unless parameter mapping overrides the path."""
     for route, method in routes(api(templates, env)).items():
         integration = method["Integration"]
-        parts = integration["Uri"]["Fn::Join"][1]
-        assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1])
-        assert "{seg0}" in parts[2] and "/v1" not in parts[2], route
+        uri = integration["Uri"]
+        tail = uri["Fn::Join"][1][-1] if isinstance(uri, dict) else uri
+        assert "{seg0}" in tail and "/v1" not in tail, route
         assert backend_path(integration) == route.split(" ")[1], route
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_confidential_environments_reach_the_alb_over_verified_https(templates: dict, env: str) -> None:
+    """Issue 11.9: prod (data-classification confidential) sent prompts and the front-door key over HTTP.
+    AWS ("Private integrations for REST APIs in API Gateway"): HTTPS needs an https URI whose host is the
+    certificate's name; the certificate must come from a supported (public) CA unless
+    insecureSkipVerification, which is never set here."""
+    cfg = CONFIG[env]
+    confidential = cfg.tags.get("data-classification") == "confidential"
+    if confidential:
+        assert cfg.ecs.certificate_arn and cfg.ecs.tls_host_name
+    for route, method in routes(api(templates, env)).items():
+        integration = method["Integration"]
+        assert "TlsConfig" not in integration, route
+        uri = integration["Uri"]
+        if cfg.ecs.certificate_arn:
+            assert isinstance(uri, str) and uri.startswith(f"https://{cfg.ecs.tls_host_name}:443/"), route
+        else:
+            parts = uri["Fn::Join"][1]
+            assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1]) and parts[2].startswith(":80/")
+    serving = templates[env][outputs.stack_name(env, outputs.SERVING)]
+    (listener,) = resources(serving, "AWS::ElasticLoadBalancingV2::Listener").values()
+    expected = ("HTTPS", 443) if cfg.ecs.certificate_arn else ("HTTP", 80)
+    assert (listener["Properties"]["Protocol"], listener["Properties"]["Port"]) == expected
+    if confidential:
+        assert listener["Properties"]["Certificates"] == [{"CertificateArn": cfg.ecs.certificate_arn}]
+        assert listener["Properties"]["SslPolicy"].startswith("ELBSecurityPolicy-TLS")
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

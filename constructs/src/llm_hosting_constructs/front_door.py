@@ -161,7 +161,9 @@ class LlmFrontDoor(Construct):
     The ALB must accept traffic from `security_group` (the VPC link's ENIs use it) and from
     nothing else outside its targets; `load_balancer` is the integration target.
     `backend_protocol`/`backend_port` say how the ALB listener is reached; `backend_host` sets
-    the Host header (default: the ALB's DNS name; set it to the certificate's name for HTTPS).
+    the Host header and the name API Gateway verifies the listener's certificate against (default:
+    the ALB's DNS name; required for https, where it must be the publicly trusted certificate's
+    name; TLS verification stays on, `insecureSkipVerification` is never set).
     `backend_bearer` (a Secrets Manager `SecretValue`) is sent to the backend as
     `Authorization: Bearer <value>` on every route, replacing the client's header: the backend
     then trusts the front door, and tenants' API Gateway keys never reach it.
@@ -227,6 +229,11 @@ class LlmFrontDoor(Construct):
             raise ValueError("LlmFrontDoor: stream_timeout must be between 30 s and 15 min")
         if not 1 <= backend_port <= 65535:
             raise ValueError(f"LlmFrontDoor: backend_port {backend_port} is not a port")
+        if backend_protocol == "https" and backend_host is None:
+            raise ValueError(
+                "LlmFrontDoor: backend_protocol https needs backend_host, the name on the listener's publicly trusted "
+                "certificate (API Gateway verifies it; the ALB's own DNS name cannot be on one)"
+            )
 
         # --- access logs: JSON, KMS-encrypted, retained ------------------------------------------
         self.log_key, self.access_log_group = encrypted_log_group(
