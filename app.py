@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 
 from config.schema import (
     CONFIG_DIR,
@@ -39,6 +39,7 @@ from llm_hosting_constructs.signals import (
 from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
 from stacks.api import ApiStack
+from stacks.compliance import acknowledge_regulated_packs
 from stacks.model_cache import ModelCacheStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
@@ -81,6 +82,7 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     sagemaker = build_sagemaker(stage, cfg, network) if "sagemaker" in cfg.backends else None
     api = build_api(stage, cfg, network, serving) if serving is not None else None
     build_monitoring(stage, cfg, api=api, serving=serving, sagemaker=sagemaker)
+    acknowledge_regulated_packs(stage, cfg)
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)
     return stage
@@ -368,7 +370,8 @@ def build_app() -> cdk.App:
         app.node.set_context(f"availability-zones:account={cfg.account}:region={cfg.region}", cfg.availability_zones)
     for cfg in configs:
         build_stage(app, cfg)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    # Regulated users run this app: HIPAA Security and NIST 800-53 rev 5 gate synth as AwsSolutions does.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app), NIST80053R5Checks(app))
     return app
 
 
