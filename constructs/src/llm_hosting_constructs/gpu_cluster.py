@@ -99,6 +99,8 @@ class GpuCluster(Construct):
             # vLLM's image is large: keep it cached on the host between task restarts.
             "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
             "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+            # awslogs writes with each task's execution role, not the instance role (denied below).
+            "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true",
             "EOF",
         )
         self.launch_template = ec2.LaunchTemplate(
@@ -155,6 +157,16 @@ class GpuCluster(Construct):
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
         )
         self.cluster.add_asg_capacity_provider(self.capacity_provider)
+        # CDK's ECS statements allow logs:CreateLogStream/PutLogEvents on "*" to the instance role, for
+        # tasks without an execution role. Every task here has one (awslogs uses it, see ecs.config):
+        # the hosts themselves write no logs, so deny what the default would allow anywhere.
+        self.instance_role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=["*"],
+            )
+        )
         if cloudwatch_agent_config is not None:
             # Host metrics ECS does not publish (GPU utilization: the nvidia_gpu collector). After the
             # capacity provider has written ECS_CLUSTER: a slow or failed install never delays joining.
