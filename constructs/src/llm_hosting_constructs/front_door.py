@@ -179,7 +179,8 @@ class LlmFrontDoor(Construct):
     Attributes: `api` (RestApi), `api_name`, `stage`, `stage_name`, `routes`, `vpc_link`,
     `access_log_group`, `execution_log_group`, `log_key`, `api_keys` ({tenant: ApiKey}), `usage_plans`
     ({tenant: UsagePlan}), `tenant_key_map` (StringParameter or None), `methods` ({path: Method}),
-    `domain` (DomainName or None), `url` (the invoke URL clients use); `signals()` and `throttled_requests_metric()` for monitoring.
+    `domain` (DomainName or None), `url` (the invoke URL clients use); `signals()` and
+    `throttled_requests_metric()` for monitoring.
     """
 
     def __init__(
