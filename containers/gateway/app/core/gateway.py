@@ -10,10 +10,11 @@ import logging
 import signal
 import time
 
+from .affinity import build_affinity
 from .config import Settings
 from .errors import GatewayError
 from .observability import Observability
-from .upstream import BackendMonitor, Upstreams
+from .upstream import BackendMonitor, Upstreams, make_pool
 
 log = logging.getLogger("gateway")
 
@@ -29,13 +30,18 @@ class Gateway:
         self._keys = [(kid, k.get_secret_value().encode()) for kid, k in settings.api_keys.items()]
         self._per_key: dict[str, int] = {}
         self._drain_task: asyncio.Task[None] | None = None
+        self.affinity = build_affinity(settings, self.upstreams, lambda base: make_pool(settings, base))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.monitor.poll()
         self.monitor.start()
+        if self.affinity is not None:
+            await self.affinity.start()
 
     async def stop(self) -> None:
+        if self.affinity is not None:
+            await self.affinity.stop()
         await self.monitor.stop()
         await self.upstreams.close()
 
