@@ -206,6 +206,7 @@ async def phase(a: argparse.Namespace, wl: Workload, mode: str, salt: str, lb_po
     convs = [wl.conversation(salt, i) for i in range(a.conversations)]
     ttfts: list[float] = []
     prompts: list[int] = []
+    reusable = 0  # tokens a perfect router could serve from cache: each turn's previous prompt
     completion = 0
     errors = 0
     before, out_before = engine_counters(engines), gateway_outcomes(gws)
@@ -217,8 +218,9 @@ async def phase(a: argparse.Namespace, wl: Workload, mode: str, salt: str, lb_po
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
 
         async def run(turns: list[list[dict[str, str]]]) -> None:
-            nonlocal errors, completion
+            nonlocal errors, completion, reusable
             async with sem:
+                prev = 0
                 for msgs in turns:
                     ttft, usage, status = await stream_turn(session, url, a.model, msgs, a.max_tokens)
                     if status != 200 or ttft is None:
@@ -228,6 +230,8 @@ async def phase(a: argparse.Namespace, wl: Workload, mode: str, salt: str, lb_po
                     if usage:
                         prompts.append(usage["prompt_tokens"])
                         completion += usage.get("completion_tokens", 0)
+                        reusable += prev
+                        prev = usage["prompt_tokens"]
 
         await asyncio.gather(*(run(c) for c in convs))
     wall = perf() - t0
@@ -239,6 +243,8 @@ async def phase(a: argparse.Namespace, wl: Workload, mode: str, salt: str, lb_po
     return {
         "mode": mode, "salt": salt, "requests": len(ttfts), "errors": errors, "wall_s": round(wall, 2),
         "hit_rate": round(sum(dh) / sum(dq), 4) if sum(dq) else None,
+        # Upper bound without the shared system prompt: every turn after the first reuses its previous prompt.
+        "reusable_share": round(reusable / sum(prompts), 4) if prompts else None,
         "hit_rate_per_engine": [round(h / q, 4) if q else None for h, q in zip(dh, dq)],
         "queried_tokens_per_engine": [int(q) for q in dq],
         "ttft_p50_ms": round(1000 * pctl(ttfts, 0.5), 1) if ttfts else None,  # type: ignore[operator]
@@ -366,7 +372,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--conversations", type=int, default=40)
     ap.add_argument("--turns", type=int, default=6)
     ap.add_argument("--system-words", type=int, default=400, help="shared system prompt")
-    ap.add_argument("--doc-words", type=int, default=1200, help="each conversation's first user turn")
+    ap.add_argument("--doc-words", type=int, default=1600, help="each conversation's first user turn")
     ap.add_argument("--turn-words", type=int, default=120)
     ap.add_argument("--reply-words", type=int, default=60)
     ap.add_argument("--max-tokens", type=int, default=16)
