@@ -289,3 +289,36 @@ def test_decision_labels() -> None:
         contract.METRIC_AFFINITY_FORWARDED: 0,
         contract.METRIC_AFFINITY_HIT: 0,
     }
+
+
+def test_a_forward_carries_the_callers_headers_once_and_the_forwarded_mark() -> None:
+    async def go() -> None:
+        seen: list[bytes] = []
+
+        async def owner(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            head = await r.readuntil(b"\r\n\r\n")
+            seen.append(head)
+            n = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+            await r.readexactly(n)
+            w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+            await w.drain()
+
+        server = await asyncio.start_server(owner, "127.0.0.1", 0)
+        a, local = make_affinity({PEER_A: server.sockets[0].getsockname()[1]})
+        p = payload_owned_by(a, PEER_A)
+        client = [(b"host", b"alb"), (b"content-type", b"application/json"), (b"authorization", b"Bearer k"),
+                  (b"content-length", b"2"), (b"x-conversation-id", b"c1")]  # fmt: skip
+        d = a.route(p, client)
+        up, resp = await a.opener(d, client)("POST", "/v1/chat/completions", b"{}", {"Content-Type": "application/json"})
+        assert up.name == f"peer:{PEER_A}" and resp.status == 200 and await resp.read() == b"{}"
+        resp.release()
+        lines = [ln.lower() for ln in seen[0].split(b"\r\n")]
+        assert sum(ln.startswith(b"content-type:") for ln in lines) == 1
+        assert sum(ln.startswith(b"content-length:") for ln in lines) == 1 and b"host: alb" not in lines
+        assert b"authorization: bearer k" in lines and b"x-conversation-id: c1" in lines
+        assert f"{contract.AFFINITY_FORWARDED_HEADER}: {SELF}".encode() in lines
+        assert local.calls == [] and d.label == "forwarded"
+        server.close()
+        await a.stop()
+
+    asyncio.run(go())

@@ -49,6 +49,7 @@ _CONV = contract.CONVERSATION_ID_HEADER.encode()
 _DROP = frozenset({b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade", b"expect"})
 # The owner's answer that means "I cannot serve this now": serve locally instead.
 _FALL_BACK_STATUSES = frozenset({429, 500, 502, 503, 504})
+PEER_CONNECT_TIMEOUT_S = 0.5
 
 
 def _h64(data: bytes) -> int:
@@ -298,7 +299,10 @@ class Affinity:
         async def open_(method: str, path: str, body: Any, h: dict[str, str]) -> tuple[Upstream, Response]:
             # The body as the local vLLM would get it (usage injected): the owner relays usage back.
             data = body(self.upstreams.primary) if callable(body) else body
-            out = {**dict(fwd), **h, contract.AFFINITY_FORWARDED_HEADER: self.directory.self_addr or "1"}
+            mine = {k.lower() for k in h}
+            out = {k: v for k, v in fwd if k not in mine}  # one header per name: ours win
+            out.update(h)
+            out[contract.AFFINITY_FORWARDED_HEADER] = self.directory.self_addr or "1"
             try:
                 resp = await peer.upstream.pool.request(method, path, data, out)
             except (UpstreamError, OSError) as e:
@@ -315,10 +319,19 @@ class Affinity:
         return open_
 
 
-def build_affinity(s: Any, upstreams: Upstreams, make_pool: Callable[[str], Pool]) -> Affinity | None:
+def build_affinity(s: Any, upstreams: Upstreams) -> Affinity | None:
     """The gateway's affinity router from its settings, or None when it is off."""
     if s.affinity == "off":
         return None
+
+    def make_pool(base: str) -> Pool:
+        # A short connect timeout: a peer in the VPC connects in well under a millisecond, and a task
+        # that vanished (no RST) must not hold a request for the full upstream connect timeout.
+        return Pool(
+            base, connect_timeout_s=min(s.connect_timeout_s, PEER_CONNECT_TIMEOUT_S), read_timeout_s=s.read_timeout_s,
+            keepalive_s=s.upstream_keepalive_s, max_idle=s.upstream_pool_size,
+        )  # fmt: skip
+
     directory = PeerDirectory(
         make_pool=make_pool,
         self_addr=s.affinity_self or None,

@@ -14,7 +14,7 @@ from .affinity import build_affinity
 from .config import Settings
 from .errors import GatewayError
 from .observability import Observability
-from .upstream import BackendMonitor, Upstreams, make_pool
+from .upstream import BackendMonitor, Upstreams
 
 log = logging.getLogger("gateway")
 
@@ -30,7 +30,7 @@ class Gateway:
         self._keys = [(kid, k.get_secret_value().encode()) for kid, k in settings.api_keys.items()]
         self._per_key: dict[str, int] = {}
         self._drain_task: asyncio.Task[None] | None = None
-        self.affinity = build_affinity(settings, self.upstreams, lambda base: make_pool(settings, base))
+        self.affinity = build_affinity(settings, self.upstreams)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
