@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 from typing import Any
 
@@ -322,3 +323,61 @@ def test_a_forward_carries_the_callers_headers_once_and_the_forwarded_mark() -> 
         await a.stop()
 
     asyncio.run(go())
+
+
+def test_prefix_cache_counters_become_per_task_emf_deltas(capsys) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from containers.gateway.app.core.affinity import PrefixCacheReport
+
+    counters = iter([(100.0, 400.0), (160.0, 500.0), (10.0, 20.0)])  # the third: vLLM restarted
+
+    async def go() -> list:
+        async def vllm(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    await r.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                h, q = next(counters)
+                body = (
+                    "# TYPE vllm:prefix_cache_hits_total counter\n"
+                    f'vllm:prefix_cache_hits_total{{engine="0",model_name="m"}} {h}\n'
+                    f'vllm:prefix_cache_queries_total{{engine="0",model_name="m"}} {q}\n'
+                    'vllm:external_prefix_cache_hits_total{engine="0",model_name="m"} 999.0\n'
+                ).encode()
+                w.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                await w.drain()
+
+        server = await asyncio.start_server(vllm, "127.0.0.1", 0)
+        pool = Pool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", connect_timeout_s=1, read_timeout_s=2, keepalive_s=4)
+        up = Upstream("primary", "", pool, CircuitBreaker(1, 1))
+        s = SimpleNamespace(service_name="svc", served_model_name="m", emf_enabled=True)
+        rep = PrefixCacheReport(s, lambda: "10.0.0.1:8080")
+        out = [await rep.poll(up) for _ in range(3)]
+        await pool.close()
+        server.close()
+        return out
+
+    first, second, third = asyncio.run(go())
+    assert first is None and third is None  # nothing to compare with; counters went backwards
+    assert second[contract.METRIC_PREFIX_CACHE_HITS] == 60 and second[contract.METRIC_PREFIX_CACHE_QUERIES] == 100
+    (cw,) = second["_aws"]["CloudWatchMetrics"]
+    assert cw["Dimensions"] == [["Service", "Model"], ["Service", "Model", "Task"]] and second["Task"] == "10.0.0.1:8080"
+    assert {m["Name"] for m in cw["Metrics"]} == {contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES}
+    logged = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
+    assert [ln[contract.METRIC_PREFIX_CACHE_HITS] for ln in logged] == [60]
+
+
+def test_only_one_worker_process_reports_the_prefix_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; sys.path.insert(0, '.');"
+        "from containers.gateway.app.core.affinity import _sole_reporter as r;"
+        "print(r(48123), r(48123), flush=True); time.sleep(8)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outs == ["False False", "False False", "True True"]

@@ -26,9 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import fcntl
 import hashlib
 import logging
+import os
+import re
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -234,6 +239,55 @@ class Decision:
         }
 
 
+_HITS = re.compile(rb"^vllm:prefix_cache_hits_total(?:\{[^}]*\})? ([0-9.eE+-]+)", re.M)
+_QUERIES = re.compile(rb"^vllm:prefix_cache_queries_total(?:\{[^}]*\})? ([0-9.eE+-]+)", re.M)
+
+
+class PrefixCacheReport:
+    """Every poll, the local vLLM's prefix-cache counters as deltas in one EMF line: the hit rate
+    per task (dimension ``Task``) and per service (metric math Hits / Queries over tasks)."""
+
+    def __init__(self, s: Any, task: Callable[[], str | None]) -> None:
+        self.s = s
+        self.task = task
+        self.last: tuple[float, float] | None = None
+
+    async def poll(self, primary: Upstream) -> dict[str, Any] | None:
+        r = await asyncio.wait_for(primary.pool.request("GET", contract.METRICS_PATH, None, {}), 2.0)
+        try:
+            text = await asyncio.wait_for(r.read(), 2.0)
+        finally:
+            r.release()
+        now = (sum(float(x) for x in _HITS.findall(text)), sum(float(x) for x in _QUERIES.findall(text)))
+        last, self.last = self.last, now
+        if last is None or now[1] < last[1]:  # first look, or vLLM restarted (counters reset)
+            return None
+        return self.emit(now[0] - last[0], now[1] - last[1])
+
+    def emit(self, hits: float, queries: float) -> dict[str, Any]:
+        s = self.s
+        rec: dict[str, Any] = {
+            "ts": round(time.time(), 3), "level": "info", "logger": "gateway.prefix_cache",
+            contract.DIMENSION_SERVICE: s.service_name, contract.DIMENSION_MODEL: s.served_model_name or "unknown",
+            contract.DIMENSION_TASK: self.task() or "unknown",
+            contract.METRIC_PREFIX_CACHE_HITS: int(hits), contract.METRIC_PREFIX_CACHE_QUERIES: int(queries),
+        }  # fmt: skip
+        if s.emf_enabled:
+            base = list(contract.EMF_DIMENSION_SETS[0])
+            rec["_aws"] = {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [{
+                    "Namespace": contract.METRICS_NAMESPACE,
+                    "Dimensions": [base, [*base, contract.DIMENSION_TASK]],
+                    "Metrics": [{"Name": m, "Unit": contract.METRIC_UNITS[m]}
+                                for m in (contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES)],
+                }],
+            }  # fmt: skip
+        sys.stdout.write(orjson.dumps(rec).decode() + "\n")
+        sys.stdout.flush()
+        return rec
+
+
 @dataclass(eq=False)
 class Affinity:
     """Routing by affinity for one gateway worker; started and stopped with the gateway."""
@@ -243,6 +297,7 @@ class Affinity:
     upstreams: Upstreams
     max_queue: int
     refresh_s: float
+    report: PrefixCacheReport | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
@@ -253,6 +308,13 @@ class Affinity:
         while True:
             await asyncio.sleep(self.refresh_s)
             await self.directory.refresh()
+            if self.report is not None:
+                try:
+                    await self.report.poll(self.upstreams.primary)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - the backend monitor reports vLLM's health
+                    log.debug({"event": "prefix_cache_poll_failed", "error": type(e).__name__})
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -319,6 +381,25 @@ class Affinity:
         return open_
 
 
+_reporter_lock: Any = None
+
+
+def _sole_reporter(port: int) -> bool:
+    """True in exactly one of the gateway's worker processes (they share the port): vLLM's counters
+    are per engine, so a second reporting worker would count every token twice."""
+    global _reporter_lock
+    if _reporter_lock is not None:
+        return True
+    f = open(os.path.join(tempfile.gettempdir(), f"llmh-gateway-{port}-prefix-cache.lock"), "w")  # noqa: SIM115
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _reporter_lock = f  # held for the life of the process; the kernel releases it on exit
+    return True
+
+
 def build_affinity(s: Any, upstreams: Upstreams) -> Affinity | None:
     """The gateway's affinity router from its settings, or None when it is off."""
     if s.affinity == "off":
@@ -339,4 +420,5 @@ def build_affinity(s: Any, upstreams: Upstreams) -> Affinity | None:
         dns_name=s.affinity_dns_name or None,
         port=s.affinity_port,
     )
-    return Affinity(s.affinity, directory, upstreams, s.affinity_max_queue, s.affinity_refresh_s)
+    report = PrefixCacheReport(s, lambda: directory.self_addr) if _sole_reporter(s.port) else None
+    return Affinity(s.affinity, directory, upstreams, s.affinity_max_queue, s.affinity_refresh_s, report)

@@ -78,6 +78,8 @@ METRIC_QUEUE_DEPTH: Final = "QueueDepth"  # vllm:num_requests_waiting as last se
 METRIC_OVERHEAD: Final = "GatewayOverhead"
 METRIC_AFFINITY_FORWARDED: Final = "AffinityForwarded"  # 1: served by the owner task's vLLM through a forward
 METRIC_AFFINITY_HIT: Final = "AffinityHit"  # 1: served by the owner (this task or a forward); Average = hit share
+METRIC_PREFIX_CACHE_HITS: Final = "PrefixCacheHits"  # vLLM prompt tokens served from its prefix cache (per poll)
+METRIC_PREFIX_CACHE_QUERIES: Final = "PrefixCacheQueries"  # vLLM prompt tokens looked up (per poll); hit rate = Hits/Queries
 
 METRIC_UNITS: Final = {
     METRIC_REQUESTS: "Count",
@@ -93,6 +95,8 @@ METRIC_UNITS: Final = {
     METRIC_OVERHEAD: "Milliseconds",
     METRIC_AFFINITY_FORWARDED: "Count",
     METRIC_AFFINITY_HIT: "Count",
+    METRIC_PREFIX_CACHE_HITS: "Count",
+    METRIC_PREFIX_CACHE_QUERIES: "Count",
 }
 
 DIMENSION_SERVICE: Final = "Service"
@@ -102,6 +106,9 @@ DIMENSION_MODEL: Final = "Model"
 
 EMF_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_MODEL),)
 """The only dimension set emitted: alarms must use exactly these dimensions."""
+DIMENSION_TASK: Final = "Task"
+"""Value: the task's gateway address (ip:port). Only on the prefix-cache metrics, beside the set above,
+so the hit rate can be read per task (gateways with affinity on emit them)."""
 
 # --------------------------------------------------------------------------- environment
 ENV_PREFIX: Final = "GATEWAY_"
