@@ -192,3 +192,67 @@ def test_invalid_affinity_settings_stop_the_gateway(mode: str) -> None:
     with pytest.raises(ValidationError, match="GATEWAY_AFFINITY_DNS_NAME"):
         Settings(affinity=mode)
     assert Settings(affinity=mode, affinity_peers="a:1, b:2").affinity_peers == ("a:1", "b:2")
+
+
+def test_forwarded_stream_abandoned_by_the_client_is_aborted_in_vllm(vllm_engine, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    """The real engine behind both gateways: the owner's vLLM aborts the forwarded request."""
+    from tests.gateway.core.test_proxy import LONG, MSG, _assert_aborted, _finished, _generated, _running
+
+    ports = [free_port(), free_port()]
+    peers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    g0, g1 = (
+        start_gateway(vllm_engine.base_url, port=p, affinity="conversation", affinity_peers=peers,
+                      affinity_self=f"127.0.0.1:{p}", affinity_refresh_s=0.3, max_tokens_cap=1000)
+        for p in ports
+    )  # fmt: skip
+    assert wait_until(lambda: request(g1.base_url, "GET", "/health")[0] == 200, 60)
+    time.sleep(1.0)
+
+    def received() -> int:
+        return sum(ln.get("affinity") == "received" for ln in log_lines(g1))
+
+    cid = None
+    for i in range(50):
+        n = received()
+        st, _, _ = request(g0.base_url, "POST", CHAT, {"model": vllm_engine.model, "messages": MSG, "max_tokens": 1},
+                           headers={CONV: f"v-{i}"})  # fmt: skip
+        assert st == 200
+        if wait_until(lambda n=n: received() > n, 2):
+            cid = f"v-{i}"
+            break
+    assert cid is not None, "gateway 0 forwarded none of 50 conversations"
+    assert wait_until(lambda: _running(vllm_engine) == 0)
+    finished, generated = _finished(vllm_engine), _generated(vllm_engine)
+    c, r = open_stream(g0.base_url, CHAT, {**LONG, "model": vllm_engine.model, "stream": True}, headers={CONV: cid})
+    it = sse_events(r)
+    for _ in range(3):
+        next(it)
+    assert _running(vllm_engine) == 1
+    c.sock.close()  # type: ignore[union-attr]
+    c.close()
+    _assert_aborted(vllm_engine, finished, generated)
+    assert wait_until(lambda: any(ln.get("client_disconnected") and ln.get("affinity") == "received" for ln in log_lines(g1)), 5)
+
+
+def test_draining_owner_finishes_its_streams_and_new_turns_are_served_locally(
+    start_fake_upstream, start_gateway  # type: ignore[no-untyped-def]
+) -> None:
+    import signal
+
+    ups, gws = cluster(
+        start_fake_upstream, start_gateway, 2, mode="conversation",
+        upstream_args=[["--interval-ms", "20"], ["--interval-ms", "20"]], drain_timeout_s=15,
+    )  # fmt: skip
+    cid = forwarded_conversation(gws[0], ups, target=1)
+    c, r = open_stream(gws[0].base_url, CHAT, body(stream=True, max_tokens=150), headers={CONV: cid})  # ~3 s, forwarded
+    events = sse_events(r)
+    assert next(events).startswith(b"data: {")
+    gws[1].signal(signal.SIGTERM)  # the owner starts draining with that stream in flight
+    assert wait_until(lambda: request(gws[1].base_url, "GET", "/health")[0] == 503, 5)
+    before = served(ups)
+    st, _, _ = request(gws[0].base_url, "POST", CHAT, body(1), headers={CONV: cid})
+    assert st == 200 and served(ups)[0] == before[0] + 1  # the next turn: served here, not refused
+    assert log_lines(gws[0])[-1]["affinity"] in ("fallback_owner_503", "unready")
+    rest = list(events)
+    assert rest[-1] == b"data: [DONE]" and not any(b'"error"' in e for e in rest)  # the forwarded stream ended whole
+    c.close()
