@@ -114,7 +114,6 @@ class Peer:
     upstream: Upstream
     ready: bool = False
     queue_depth: int = 0
-    checked_at: float = 0.0
     reason: str = "not checked yet"
 
 
@@ -189,6 +188,7 @@ class PeerDirectory:
             asyncio.get_running_loop().create_task(peer.upstream.close())
 
     async def _check(self, p: Peer) -> None:
+        was = p.ready
         try:
             r = await asyncio.wait_for(p.upstream.pool.request("GET", contract.HEALTH_PATH, None, {}), 2.0)
             try:
@@ -203,7 +203,8 @@ class PeerDirectory:
         except Exception as e:  # noqa: BLE001 - anything here means: do not send it work
             p.ready = False
             p.reason = f"unreachable: {type(e).__name__}"
-        p.checked_at = time.monotonic()
+        if p.ready != was:
+            log.info({"event": "affinity_peer", "peer": p.addr, "ready": p.ready, "reason": p.reason})
 
     async def close(self) -> None:
         for p in self.peers.values():
