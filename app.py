@@ -151,6 +151,8 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         stop_timeout_s=stop_timeout_s,
         cloudwatch_agent_config=gpu_metrics.agent_config(),
         prewarm_source_s3_uri=ecs.model_s3_uri,
+        affinity=ecs.affinity,
+        affinity_namespace=f"{service_name}.internal",
     )
 
 

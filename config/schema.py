@@ -179,12 +179,24 @@ class EcsConfig(Strict):
         "of the Hugging Face Hub (VPCs without internet egress). Unset: from the Hub.",
     )
 
+    affinity: Literal["off", "prefix", "conversation"] = Field(
+        "off",
+        description="Conversation affinity: the gateways route each conversation to the task holding its prefix "
+        "cache (prefix: hash of the messages through the first user turn; conversation: the x-conversation-id "
+        "header). Tasks find each other through Cloud Map DNS (docs/affinity.md).",
+    )
+
     @model_validator(mode="after")
     def _capacity(self) -> EcsConfig:
         if not self.min_capacity <= self.desired_capacity <= self.max_capacity:
             raise ValueError(
                 f"needs min_capacity <= desired_capacity <= max_capacity; got "
                 f"{self.min_capacity} / {self.desired_capacity} / {self.max_capacity}"
+            )
+        if self.affinity != "off" and self.max_capacity > 8:
+            raise ValueError(
+                f"affinity: needs max_capacity <= 8 (got {self.max_capacity}): Cloud Map DNS answers list at most "
+                "eight tasks, so larger services would see different rings; lower max_capacity or set affinity: off"
             )
         return self
 

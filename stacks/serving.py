@@ -24,6 +24,7 @@ from constructs import Construct
 
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import outputs
+from llm_hosting_constructs.affinity import AffinityEnvNames, GatewayAffinity
 from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
@@ -63,6 +64,8 @@ class ServingSettings:
     stop_timeout_s: int = 120
     cloudwatch_agent_config: Mapping[str, Any] | None = None
     prewarm_source_s3_uri: str | None = None
+    affinity: str = "off"  # off | prefix | conversation (llm_hosting_constructs.affinity)
+    affinity_namespace: str = "llm-hosting.internal"
 
 
 class ServingStack(Stack):
@@ -191,6 +194,17 @@ class ServingStack(Stack):
         self.service = inference.service
         self.service_security_group = inference.security_group
         cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+        self.affinity: GatewayAffinity | None = None
+        if s.affinity != "off":
+            self.affinity = GatewayAffinity(
+                self, "Affinity", vpc=vpc, service=self.service, security_group=self.service_security_group,
+                gateway_container=task.gateway, gateway_port=contract.GATEWAY_PORT, mode=s.affinity,  # type: ignore[arg-type]
+                namespace_name=s.affinity_namespace,
+                env_names=AffinityEnvNames(
+                    mode=contract.ENV_AFFINITY, dns_name=contract.ENV_AFFINITY_DNS_NAME,
+                    port=contract.ENV_AFFINITY_PORT, max_queue=contract.ENV_AFFINITY_MAX_QUEUE,
+                ),
+            )  # fmt: skip
 
         prewarm = ModelPrewarm(
             self,

@@ -64,6 +64,8 @@ INVALID = {
     "tensor-parallel-zero": ({"model__tensor_parallel_size": 0}, ["model.tensor_parallel_size", "greater than or equal to 1"]),
     "min-above-max": ({"ecs__min_capacity": 3, "ecs__desired_capacity": 3, "ecs__max_capacity": 2}, ["ecs", "min_capacity <= desired_capacity <= max_capacity"]),
     "desired-below-min": ({"ecs__min_capacity": 2, "ecs__desired_capacity": 1}, ["ecs", "1", "2"]),
+    "affinity-beyond-eight-tasks": ({"ecs__affinity": "prefix", "ecs__max_capacity": 9}, ["ecs", "affinity: needs max_capacity <= 8", "at most eight tasks"]),
+    "affinity-unknown": ({"ecs__affinity": "sticky"}, ["ecs.affinity", "'off'", "'prefix'", "'conversation'"]),
     "backend-section-missing": ({"backends": ["ecs", "sagemaker"]}, ["sagemaker", "section is missing"]),
     "backend-unknown": ({"backends": ["eks"]}, ["backends.0", "'ecs'", "'sagemaker'"]),
     "no-backends": ({"backends": []}, ["backends", "at least 1"]),

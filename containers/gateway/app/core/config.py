@@ -71,6 +71,23 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(5, ge=1, description="Consecutive upstream failures (connect errors, timeouts, 5xx) that open the circuit.")
     circuit_reset_s: float = Field(10.0, gt=0, description="How long an open circuit waits before a trial request.")
 
+    # --- conversation affinity (core/affinity.py)
+    affinity: Literal["off", "prefix", "conversation"] = Field(
+        "off", description="Route each conversation to the task holding its prefix cache: off, prefix or conversation."
+    )
+    affinity_dns_name: str | None = Field(None, description="Cloud Map service DNS name whose A records are the peers.")
+    affinity_peers: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Static peers, comma-separated host:port (instead of DNS)."
+    )
+    affinity_self: str | None = Field(
+        None, description="This gateway's host:port as peers see it; unset: its IP towards the peers and affinity_port."
+    )
+    affinity_port: int = Field(contract.GATEWAY_PORT, ge=1, le=65535, description="Peers' gateway port (DNS discovery).")
+    affinity_max_queue: int = Field(
+        4, ge=0, description="Serve locally while the owner's vLLM has more requests waiting than this."
+    )
+    affinity_refresh_s: float = Field(2.0, gt=0, description="Peer discovery and peer health poll interval.")
+
     # --- server
     host: str = "0.0.0.0"
     port: int = Field(contract.GATEWAY_PORT, ge=1, le=65535)
@@ -100,6 +117,11 @@ class Settings(BaseSettings):
             return {_key_id(k): k for k in v}
         return v
 
+    @field_validator("affinity_peers", mode="before")
+    @classmethod
+    def _split_peers(cls, v: object) -> object:
+        return tuple(p.strip() for p in v.split(",") if p.strip()) if isinstance(v, str) else v
+
     @field_validator("upstream_url", "fallback_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
@@ -126,6 +148,10 @@ class Settings(BaseSettings):
     def _check(self) -> "Settings":
         if self.upstream_url is None:
             raise ValueError("upstream_url is required")
+        if self.affinity != "off" and not (self.affinity_dns_name or self.affinity_peers):
+            raise ValueError(
+                "GATEWAY_AFFINITY needs its peers: set GATEWAY_AFFINITY_DNS_NAME (Cloud Map) or GATEWAY_AFFINITY_PEERS"
+            )
         return self
 
     @property

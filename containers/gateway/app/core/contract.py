@@ -55,6 +55,12 @@ CONTAINER_HEALTHCHECK_COMMAND: Final = (
 REQUEST_ID_HEADER: Final = "x-request-id"
 OVERHEAD_HEADER: Final = "x-gateway-overhead-ms"
 """Response header: the gateway's own time on the request before the upstream answered (ms)."""
+CONVERSATION_ID_HEADER: Final = "x-conversation-id"
+"""Request header: the caller's conversation id, the affinity key in ``conversation`` mode."""
+AFFINITY_FORWARDED_HEADER: Final = "x-llmh-forwarded"
+"""Set on a request one gateway forwards to the owner's gateway; such a request is never forwarded again."""
+AFFINITY_PROMPT_HEAD_CHARS: Final = 1024
+"""``prefix`` mode on /v1/completions: the prompt's first characters are its affinity key."""
 
 # --------------------------------------------------------------------------- CloudWatch EMF
 METRICS_NAMESPACE: Final = "LlmHosting/Gateway"
@@ -70,6 +76,10 @@ METRIC_PROMPT_TOKENS: Final = "PromptTokens"
 METRIC_COMPLETION_TOKENS: Final = "CompletionTokens"
 METRIC_QUEUE_DEPTH: Final = "QueueDepth"  # vllm:num_requests_waiting as last seen by the gateway
 METRIC_OVERHEAD: Final = "GatewayOverhead"
+METRIC_AFFINITY_FORWARDED: Final = "AffinityForwarded"  # 1: served by the owner task's vLLM through a forward
+METRIC_AFFINITY_HIT: Final = "AffinityHit"  # 1: served by the owner (this task or a forward); Average = hit share
+METRIC_PREFIX_CACHE_HITS: Final = "PrefixCacheHits"  # vLLM prompt tokens served from its prefix cache (per poll)
+METRIC_PREFIX_CACHE_QUERIES: Final = "PrefixCacheQueries"  # vLLM prompt tokens looked up (per poll); hit rate = Hits/Queries
 
 METRIC_UNITS: Final = {
     METRIC_REQUESTS: "Count",
@@ -83,6 +93,10 @@ METRIC_UNITS: Final = {
     METRIC_COMPLETION_TOKENS: "Count",
     METRIC_QUEUE_DEPTH: "Count",
     METRIC_OVERHEAD: "Milliseconds",
+    METRIC_AFFINITY_FORWARDED: "Count",
+    METRIC_AFFINITY_HIT: "Count",
+    METRIC_PREFIX_CACHE_HITS: "Count",
+    METRIC_PREFIX_CACHE_QUERIES: "Count",
 }
 
 DIMENSION_SERVICE: Final = "Service"
@@ -92,6 +106,9 @@ DIMENSION_MODEL: Final = "Model"
 
 EMF_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_MODEL),)
 """The only dimension set emitted: alarms must use exactly these dimensions."""
+DIMENSION_TASK: Final = "Task"
+"""Value: the task's gateway address (ip:port). Only on the prefix-cache metrics, beside the set above,
+so the hit rate can be read per task (gateways with affinity on emit them)."""
 
 # --------------------------------------------------------------------------- environment
 ENV_PREFIX: Final = "GATEWAY_"
@@ -126,6 +143,13 @@ ENV_UPSTREAM_POOL_SIZE: Final = "GATEWAY_UPSTREAM_POOL_SIZE"
 ENV_HEALTH_POLL_INTERVAL_S: Final = "GATEWAY_HEALTH_POLL_INTERVAL_S"
 ENV_CIRCUIT_FAILURE_THRESHOLD: Final = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD"
 ENV_CIRCUIT_RESET_S: Final = "GATEWAY_CIRCUIT_RESET_S"
+ENV_AFFINITY: Final = "GATEWAY_AFFINITY"  # off | prefix | conversation
+ENV_AFFINITY_DNS_NAME: Final = "GATEWAY_AFFINITY_DNS_NAME"  # Cloud Map service name: its A records are the peers
+ENV_AFFINITY_PEERS: Final = "GATEWAY_AFFINITY_PEERS"  # static peers host:port,... (local runs, tests)
+ENV_AFFINITY_SELF: Final = "GATEWAY_AFFINITY_SELF"  # this gateway's host:port as the peers see it
+ENV_AFFINITY_PORT: Final = "GATEWAY_AFFINITY_PORT"  # peers' gateway port with DNS discovery
+ENV_AFFINITY_MAX_QUEUE: Final = "GATEWAY_AFFINITY_MAX_QUEUE"  # serve locally while the owner's queue is deeper
+ENV_AFFINITY_REFRESH_S: Final = "GATEWAY_AFFINITY_REFRESH_S"  # peer discovery + peer health poll interval
 
 ALL_ENV_VARS: Final = tuple(sorted(v for k, v in dict(globals()).items() if k.startswith("ENV_") and k != "ENV_PREFIX"))
 """Every GATEWAY_* variable the gateway reads (a test checks it matches the settings)."""

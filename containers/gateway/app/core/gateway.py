@@ -10,6 +10,7 @@ import logging
 import signal
 import time
 
+from .affinity import build_affinity
 from .config import Settings
 from .errors import GatewayError
 from .observability import Observability
@@ -29,13 +30,18 @@ class Gateway:
         self._keys = [(kid, k.get_secret_value().encode()) for kid, k in settings.api_keys.items()]
         self._per_key: dict[str, int] = {}
         self._drain_task: asyncio.Task[None] | None = None
+        self.affinity = build_affinity(settings, self.upstreams)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.monitor.poll()
         self.monitor.start()
+        if self.affinity is not None:
+            await self.affinity.start()
 
     async def stop(self) -> None:
+        if self.affinity is not None:
+            await self.affinity.stop()
         await self.monitor.stop()
         await self.upstreams.close()
 

@@ -81,6 +81,7 @@ class Observability:
         self.p_overhead = Histogram(
             "gateway_overhead_seconds", "Gateway time before the upstream answered", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05), registry=reg
         )
+        self.p_affinity = Counter("gateway_affinity_requests", "Affinity routing outcome", ["outcome"], registry=reg)
         self._req_child: dict[tuple[str, int], Any] = {}
         self._lat_child: dict[str, Any] = {}
         self._ttft_child: dict[str, Any] = {}
@@ -138,6 +139,10 @@ class Observability:
             "ttft_ms": round(ttft_ms, 3) if ttft_ms is not None else None,
             "overhead_ms": r.overhead_ms,
         }
+        affinity = r.extra.get("affinity")  # core/affinity.py Decision
+        if affinity is not None:
+            rec["affinity"] = affinity.label
+            self.p_affinity.labels(affinity.label).inc()
         if r.error:
             rec["error"] = r.error
         if r.disconnected:
@@ -176,6 +181,10 @@ class Observability:
             if r.completion_tokens is not None:
                 rec[contract.METRIC_COMPLETION_TOKENS] = r.completion_tokens
                 metrics.append(contract.METRIC_COMPLETION_TOKENS)
+            if affinity is not None:
+                for name, value in affinity.metrics().items():
+                    rec[name] = value
+                    metrics.append(name)
             rec["_aws"] = {
                 "Timestamp": int(time.time() * 1000),
                 "CloudWatchMetrics": [

@@ -125,9 +125,9 @@ class ProxyCall:
         try:
             headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
             rec.t_upstream_sent = perf()
-            up, resp = await gw.upstreams.open(
-                self.method, self.path, self._body_for if self.payload is not None else self.body, headers
-            )
+            aff = gw.affinity  # conversation affinity (core/affinity.py): the owner task's gateway, or local
+            open_ = gw.upstreams.open if aff is None else aff.opener_for(self.payload, scope["headers"], rec)
+            up, resp = await open_(self.method, self.path, self._body_for if self.payload is not None else self.body, headers)
             rec.t_upstream_headers = perf()
             rec.upstream = up.name
             if resp.status != 200:
