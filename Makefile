@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test install install-test bench-synth bench-gateway clean
+.PHONY: synth test install install-test bench-synth bench-gateway diff clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench-synth: install
 # fake high-rate upstream (bench/gateway). Prints a table, writes bench/out/gateway.json.
 bench-gateway: $(VENV)/.stamp-dev .venv-vllm/.stamp
 	$(PY) bench/gateway/run.py --out bench/out/gateway.json $(BENCH_GATEWAY_ARGS)
+
+# What deploying the working tree over BASE would do (added/updated/replaced resources per stack),
+# offline; non-zero when a stateful resource would be replaced or an imported export would change.
+BASE ?= HEAD
+diff: install $(VENV)/.stamp-dev
+	$(PY) -m tools.diff --base $(BASE)
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-checkov .venv-vllm node_modules
