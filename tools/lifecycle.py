@@ -33,6 +33,9 @@ STATEFUL_TYPES = frozenset(
         "AWS::RDS::DBInstance",
     }
 )
+# Archives: when UpdateReplacePolicy keeps the old one (Retain/Snapshot), its data stays readable and
+# a replacement is a warning. A new file system, key or secret is empty or different: always blocking.
+ARCHIVE_TYPES = frozenset({"AWS::Logs::LogGroup", "AWS::S3::Bucket"})
 CUSTOM_TYPES = ("Custom::", "AWS::CloudFormation::CustomResource")
 CDK_ENV = {
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
@@ -389,7 +392,11 @@ def _judge(result: EnvDiff, before: Environment, after: Environment, replaced: d
     for change in result.changes:
         where = f"{change.stack}/{change.logical_id} ({change.type})"
         if change.action == "replace" and change.stateful:
-            result.blocking.append(f"stateful {where} is replaced ({'; '.join(change.reasons)}): its data is lost")
+            kept = before[change.stack].resources[change.logical_id].get("UpdateReplacePolicy", "Delete")
+            if change.type in ARCHIVE_TYPES and kept in ("Retain", "Snapshot"):
+                result.warnings.append(f"{where} is replaced ({'; '.join(change.reasons)}); UpdateReplacePolicy {kept} keeps the old one")
+            else:
+                result.blocking.append(f"stateful {where} is replaced ({'; '.join(change.reasons)}): its data is lost")
         if change.action == "replace" and after.get(change.stack):
             _custom_name(result, before[change.stack], after[change.stack], change, where)
         if change.action == "remove" and change.stateful:

@@ -75,6 +75,8 @@ def _certificate_added(raw: dict) -> Iterator[dict]:
     if "ecs" in raw and not raw["ecs"].get("certificate_arn"):
         arn = f"arn:aws:acm:{raw['region']}:{raw['account']}:certificate/0b2c4d6e-1a3b-4c5d-8e9f-a0b1c2d3e4f5"
         yield _edited(raw, **{"ecs.certificate_arn": arn})
+        # Where the schema also wants the name on the certificate (the front door verifies it).
+        yield _edited(raw, **{"ecs.certificate_arn": arn, "ecs.tls_host_name": f"llm-alb.{raw['name']}.example.com"})
 
 
 def _nat_count(raw: dict) -> Iterator[dict]:

@@ -34,14 +34,17 @@ def test_service_is_deleted_before_its_capacity_provider_association(assembly: d
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.5: ASG scale-in protection blocks its delete; not fixed on any branch yet")
+@pytest.mark.xfail(strict=True, reason="issue 11.5: fixed on branch h-deploy (scale-in protection only where the environment is never deleted)")
 def test_scale_in_protected_instances_do_not_block_the_delete(assembly: dict[str, Environment]) -> None:
     """Managed termination protection keeps instances protected from scale-in, and deleting the
     capacity provider does not clear it (aws/containers-roadmap#2862, aws/aws-cdk#18179): the ASG
     delete hangs. Either nothing is protected, or something deleted before the ASG (a custom
-    resource that references it) clears the protection."""
+    resource that references it) clears the protection. Checked where the environment is meant to
+    be torn down: no stack has termination protection (a protected one is deleted deliberately, in steps)."""
     problems = []
     for name, env in assembly.items():
+        if any(s.termination_protection for s in env.values()):
+            continue
         protected_by_cp = {
             o
             for cp in of_type(env, "AWS::ECS::CapacityProvider")

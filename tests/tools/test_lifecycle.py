@@ -40,6 +40,14 @@ def test_create_only_change_replaces_and_stateful_replacement_blocks() -> None:
     assert len(diff.blocking) == 1 and "stateful s/Fs" in diff.blocking[0]
 
 
+def test_replaced_log_group_kept_by_update_replace_policy_is_a_warning() -> None:
+    def group(name: str) -> dict:
+        return {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": name}, "UpdateReplacePolicy": "Retain"}
+
+    diff = diff_environment("e", {"s": stack("s", {"G": group("/a")})}, {"s": stack("s", {"G": group("/b")})})
+    assert not diff.blocking and any("UpdateReplacePolicy Retain keeps the old one" in w for w in diff.warnings)
+
+
 def test_updatable_property_is_an_update() -> None:
     before = {"s": stack("s", {"G": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 30}}})}
     after = {"s": stack("s", {"G": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 90}}})}
