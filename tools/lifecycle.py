@@ -522,7 +522,7 @@ def render(diffs: list[EnvDiff]) -> str:
 # Synthesizing a checkout
 
 
-def synth(source: Path, outdir: Path, *extra: str, node_modules: Path | None = None) -> None:
+def synth(source: Path, outdir: Path, *, node_modules: Path | None = None) -> None:
     """The real CLI in `source` (a checkout whose .venv and node_modules exist or are links)."""
     env = {
         **os.environ,
@@ -532,7 +532,7 @@ def synth(source: Path, outdir: Path, *extra: str, node_modules: Path | None = N
     }
     cli = (node_modules or source / "node_modules") / ".bin" / "cdk"
     proc = subprocess.run(
-        [str(cli), "synth", "--quiet", "-o", str(outdir), *extra],
+        [str(cli), "synth", "--quiet", "-o", str(outdir)],
         cwd=source,
         env=env,
         capture_output=True,

@@ -146,7 +146,7 @@ def _first_valid(change: Change, env: str, raw: dict, scratch: Path) -> dict | N
     return None
 
 
-def plan_rounds(changes: list[Change], scratch: Path | None = None) -> list[dict[str, tuple[str, dict]]]:
+def plan_rounds(changes: list[Change]) -> list[dict[str, tuple[str, dict]]]:
     """[{environment: (change name, edited config)}]: each change once, one change per env per round."""
     import tempfile
 
