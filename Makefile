@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test install install-test bench-synth bench-gateway bench-affinity clean
+.PHONY: synth test install install-test bench-synth bench-gateway bench-affinity diff clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,9 +69,15 @@ bench-gateway: $(VENV)/.stamp-dev .venv-vllm/.stamp
 
 # Conversation affinity (bench/affinity): 3 vLLM CPU engines with prefix caching, a gateway each, a
 # round-robin balancer in front; affinity off vs on in alternating rounds. Holds the machine's vLLM
-# lock for the whole run. Prints a table, writes bench/out/affinity.json.
+# Prints a table, writes bench/out/affinity.json.
 bench-affinity: $(VENV)/.stamp-dev .venv-vllm/.stamp
-	flock /tmp/llmh-vllm.lock $(PY) bench/affinity/run.py --engine vllm --out bench/out/affinity.json $(BENCH_AFFINITY_ARGS)
+	$(PY) bench/affinity/run.py --engine vllm --out bench/out/affinity.json $(BENCH_AFFINITY_ARGS)
+
+# What deploying the working tree over BASE would do (added/updated/replaced resources per stack),
+# offline; non-zero when a stateful resource would be replaced or an imported export would change.
+BASE ?= HEAD
+diff: install $(VENV)/.stamp-dev
+	$(PY) -m tools.diff --base $(BASE)
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-checkov .venv-vllm node_modules

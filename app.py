@@ -85,6 +85,9 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     acknowledge_regulated_packs(stage, cfg)
     for key, value in sorted({"environment": cfg.name, **cfg.tags}.items()):
         cdk.Tags.of(stage).add(key, value)
+        # With @aws-cdk/core:explicitStackTags the call above tags resources only; CloudFormation
+        # propagates stack tags to what a template cannot tag, so stacks are tagged explicitly.
+        cdk.Tags.of(stage).add(key, value, include_resource_types=["aws:cdk:stack"])
     return stage
 
 

@@ -109,6 +109,20 @@ INVALID = {
     "ecs-model-s3-uri-not-a-prefix": ({"ecs__model_s3_uri": "s3://models-1/llama"}, ["ecs.model_s3_uri", "s3://"]),
     "ecs-grace-period-too-short": ({"ecs__health_check_grace_period_seconds": 300}, ["ecs.health_check_grace_period_seconds", "600"]),
     "ecs-root-volume-too-small": ({"ecs__root_volume_gib": 30}, ["ecs.root_volume_gib", "100"]),
+    # Off-hours cron as EventBridge / Application Auto Scaling read it (docs/lifecycle.md cites the page)
+    "cron-hour-25": ({"ecs__off_hours__scale_down_cron": "0 25 ? * MON-FRI *"}, ["ecs.off_hours.scale_down_cron", "hours '25' is outside 0-23"]),
+    "cron-day-of-month-and-week-both-set": ({"ecs__off_hours__scale_down_cron": "0 19 * * MON-FRI *"}, ["ecs.off_hours.scale_down_cron", "exactly one of day-of-month and day-of-week must be '?'", "'0 19 ? * MON-FRI *'"]),
+    "cron-both-days-question-mark": ({"ecs__off_hours__scale_up_cron": "0 7 ? * ? *"}, ["ecs.off_hours.scale_up_cron", "exactly one of day-of-month and day-of-week"]),
+    "cron-five-fields": ({"ecs__off_hours__scale_up_cron": "0 7 * * 1-5"}, ["ecs.off_hours.scale_up_cron", "has 5 fields, needs 6"]),
+    "cron-minute-60": ({"ecs__off_hours__scale_up_cron": "60 7 ? * MON-FRI *"}, ["ecs.off_hours.scale_up_cron", "minutes '60' is outside 0-59"]),
+    "cron-month-13": ({"ecs__off_hours__scale_up_cron": "0 7 ? 13 MON-FRI *"}, ["month '13' is outside 1-12 or JAN-DEC"]),
+    "cron-day-of-week-zero": ({"ecs__off_hours__scale_up_cron": "0 7 ? * 0 *"}, ["day-of-week '0' is outside 1-7 or SUN-SAT"]),
+    "cron-question-mark-in-hours": ({"ecs__off_hours__scale_up_cron": "0 ? 1 * ? *"}, ["hours cannot be '?'"]),
+    "cron-last-weekday": ({"ecs__off_hours__scale_up_cron": "0 7 ? * 6L *"}, ["day-of-week '6L'", "L, W and # are not supported"]),
+    "cron-range-backwards": ({"ecs__off_hours__scale_up_cron": "0 7 ? * FRI-MON *"}, ["range 'FRI-MON' runs backwards"]),
+    "cron-year-pinned": ({"ecs__off_hours__scale_up_cron": "0 7 ? * MON-FRI 2027"}, ["year must be '*'"]),
+    "cron-step-zero": ({"ecs__off_hours__scale_up_cron": "0 */0 ? * MON-FRI *"}, ["hours '*/0': a step is '/N' with N >= 1"]),
+    "sm-cron-hour-25": ({**sm(off_hours={"scale_down_cron": "0 25 ? * MON-FRI *"})}, ["sagemaker.off_hours.scale_down_cron", "outside 0-23"]),
     "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
     "ecs-confidential-over-plain-http": ({"tags": {"data-classification": "confidential"}}, ["ecs.certificate_arn is unset", "confidential", "ecs.tls_host_name"]),
     "ecs-certificate-without-tls-host": ({"ecs__certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"}, ["ecs.certificate_arn and ecs.tls_host_name go together"]),
@@ -180,3 +194,16 @@ def test_task_larger_than_the_instance_fails_with_one_line(tmp_path: Path, monke
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{path}: ecs.instance_type: ")
     assert "registers with ECS" in message and "g6.2xlarge" in message
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 19 ? * MON-FRI *", "*/15 8-18 ? * 2-6 *", "0 19 1 * ? *", "0 6 ? JAN-MAR MON,WED,FRI *", "0 0/6 ? * * *"]
+)
+def test_valid_off_hours_crons_are_accepted(tmp_path: Path, cron: str) -> None:
+    """Forms the AWS cron reference documents; the ECS schedule must also convert to the ASG's Unix cron."""
+    from llm_hosting_constructs.inference_service import unix_cron
+
+    cfg = load_environment(write(tmp_path, variant(ecs__off_hours__scale_down_cron=cron)))
+    assert cfg.ecs is not None and cfg.ecs.off_hours is not None
+    assert cfg.ecs.off_hours.scale_down_cron == cron
+    assert len(unix_cron(cron).split()) == 5
