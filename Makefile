@@ -68,7 +68,7 @@ bench-gateway: $(VENV)/.stamp-dev .venv-vllm/.stamp
 	$(PY) bench/gateway/run.py --out bench/out/gateway.json $(BENCH_GATEWAY_ARGS)
 
 # Conversation affinity (bench/affinity): 3 vLLM CPU engines with prefix caching, a gateway each, a
-# round-robin balancer in front; affinity off vs on in alternating rounds. Holds the machine's vLLM
+# round-robin balancer in front; affinity off vs on in alternating rounds.
 # Prints a table, writes bench/out/affinity.json.
 bench-affinity: $(VENV)/.stamp-dev .venv-vllm/.stamp
 	$(PY) bench/affinity/run.py --engine vllm --out bench/out/affinity.json $(BENCH_AFFINITY_ARGS)
