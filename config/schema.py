@@ -113,6 +113,13 @@ class ScheduleConfig(Strict):
         return value
 
 
+class SageMakerScheduleConfig(ScheduleConfig):
+    """Down to one instance outside business hours (non-prod): a real-time endpoint without
+    inference components cannot scale to zero. Cron fields in UTC."""
+
+    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale down to 1 instance.")
+
+
 class EcsConfig(Strict):
     """vLLM on ECS GPU instances, with the gateway beside it."""
 
@@ -248,7 +255,7 @@ class SageMakerConfig(Strict):
     )
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600, description="Wait after a scale-in.")
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600, description="Wait after a scale-out.")
-    off_hours: ScheduleConfig | None = Field(
+    off_hours: SageMakerScheduleConfig | None = Field(
         None, description="Non-prod only: down to 1 instance at night (real-time endpoints cannot scale to 0)."
     )
     rollback_bake_seconds: int = Field(

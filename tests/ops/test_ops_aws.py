@@ -315,3 +315,14 @@ def test_sagemaker_stream_tgi_and_openai_shapes(cut: int) -> None:
         on_text=lambda _: None,
     )
     assert (result.text, result.completion_tokens, result.ttft_s is not None) == ("Bonjour", 3, True)
+
+
+def test_profile_from_the_environment_is_named(
+    llmhost: Callable[..., Any], write_env: Callable[..., Path], no_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_PROFILE=x without --profile: the error names x and where it came from (it said "None")."""
+    write_env("dev")
+    monkeypatch.setenv("AWS_PROFILE", "x")
+    r = llmhost("prewarm", "--env", "dev")
+    assert r.code == 1
+    assert r.err == "llmhost: error: AWS profile 'x' (from $AWS_PROFILE) is not configured (see ~/.aws/config)\n"

@@ -59,6 +59,13 @@ def test_endpoint_joins_paths() -> None:
     assert endpoint("http://h/", None).headers() == {}
 
 
+def test_openai_style_base_url_is_the_api_root() -> None:
+    """A base URL ending in /v1 (as the OpenAI SDK takes it) is not doubled: the paths carry v1/."""
+    for url in ("http://h/v1", "http://h/v1/", "http://h", "http://h/"):
+        assert endpoint(url, None).url("v1/models") == "http://h/v1/models", url
+    assert endpoint("https://x/prod/v1", None).url("health") == "https://x/prod/health"
+
+
 def test_health_path_is_the_gateways() -> None:
     from containers.gateway.app.core import contract
 

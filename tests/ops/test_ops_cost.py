@@ -265,3 +265,29 @@ def test_another_prices_file(llmhost: Callable[..., object], write_env: Callable
         str(mine),
     )
     assert r.code == 1 and f"cannot read prices from {mine}" in r.err
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out"])
+def test_plot_to_a_file_matplotlib_cannot_write_is_one_line(
+    llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
+    """`--plot out.txt` ended in matplotlib's traceback; now one line that lists the formats, before any work."""
+    write_env("dev")
+    target = tmp_path / name
+    r = llmhost("cost", "--env", "dev", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1",
+                "--plot", str(target))  # fmt: skip
+    assert r.code == 1 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"llmhost: error: --plot {target}: ")
+    assert ".png" in r.err and ".svg" in r.err and ".pdf" in r.err
+    assert r.out == "" and not target.exists()
+
+
+def test_plot_format_follows_the_extension(
+    llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path
+) -> None:
+    write_env("dev")
+    svg = tmp_path / "cost.svg"
+    r = llmhost("cost", "--env", "dev", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1",
+                "--plot", str(svg))  # fmt: skip
+    assert r.code == 0, r.err
+    assert b"<svg" in svg.read_bytes()[:500]

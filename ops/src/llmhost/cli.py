@@ -206,7 +206,11 @@ def _deployment(cfg: Any) -> cost.Deployment:
     type=click.FloatRange(min=0, min_open=True),
     help="Benchmarked output tokens/s one instance sustains; grows the fleet with the traffic.",
 )
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write cost against volume to this PNG.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write cost against volume to this image; the extension picks the format (.png, .svg, .pdf, ...).",
+)
 @click.option(
     "--prices", "prices_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Another prices file."
 )
@@ -224,6 +228,10 @@ def cost_cmd(
     prices_file: Path | None,
 ) -> None:
     """Monthly cost of the environment as configured vs the same traffic on a commercial API."""
+    if plot:
+        from .plot import check_format
+
+        check_format(plot)
     cfg = state.env(env_name)
     deployment = _deployment(cfg)
     prices = cost.load_prices(prices_file)
@@ -375,7 +383,9 @@ def _print_piece(piece: str) -> None:
 @click.option("--stream/--no-stream", default=False, help="Stream the answer as it is generated.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option("--url", help="API base URL instead of the api stack's ApiUrl output.")
+@click.option(
+    "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
+)
 @click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True)
 @pass_state
@@ -432,7 +442,9 @@ def sagemaker_cmd(
 @cli.command("smoke")
 @click.option("--env", "env_name", help="Environment whose API to check (config/NAME.yaml).")
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option("--url", help="API base URL instead of the api stack's ApiUrl output.")
+@click.option(
+    "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
+)
 @click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=120, show_default=True)
 @pass_state

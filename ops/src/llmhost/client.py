@@ -39,7 +39,10 @@ class Endpoint:
 
 
 def endpoint(base_url: str, api_key: str | None, timeout_s: float = 120.0) -> Endpoint:
-    return Endpoint(base_url if base_url.endswith("/") else base_url + "/", api_key, timeout_s)
+    """The API root from a URL given either way: the stage/gateway root, or an OpenAI-style base
+    URL ending in ``/v1`` (the paths here carry their own ``v1/``)."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    return Endpoint(root + "/", api_key, timeout_s)
 
 
 @dataclass(frozen=True)
