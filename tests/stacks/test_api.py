@@ -10,10 +10,10 @@ from config.schema import load_all
 from llm_hosting_constructs import outputs
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
-from tests.cfn import ENVIRONMENTS, only, resources
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {c.name: c for c in load_all()}
+CONFIG = {c.name: c for c in load_all(CONFIG_DIR)}
 
 
 def api(templates: dict, env: str) -> dict:
