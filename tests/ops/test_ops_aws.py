@@ -12,12 +12,11 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from llm_hosting_constructs import outputs
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs.models import ecs_backends
 from moto.moto_api import state_manager
 
-from llmhost import prewarm, sagemaker
+from llmhost import outputs, prewarm, sagemaker
 from llmhost.aws import Aws
 
 from .conftest import ACCOUNT, REGION, deploy_stack

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from llm_hosting_constructs import outputs
+from llmhost import outputs
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth

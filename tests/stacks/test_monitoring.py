@@ -8,7 +8,8 @@ import pytest
 
 from config.schema import load_all
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import gpu_metrics, outputs
+from llm_hosting_constructs import gpu_metrics
+from llmhost import outputs
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, MODEL_DIR
 from llm_hosting_constructs.sizing import get_instance
+from llmhost import outputs
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth

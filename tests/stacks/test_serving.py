@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sizing import instance_registered_resources
+from llmhost import outputs
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, ROOT, only, resources
 
 pytestmark = pytest.mark.synth

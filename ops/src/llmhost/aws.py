@@ -16,8 +16,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
-from llm_hosting_constructs import outputs
 
+from . import outputs
 from .errors import LlmhostError
 
 T = TypeVar("T")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sizing import (
     DTYPES,
     KV_CACHE_DTYPES,
@@ -27,7 +26,7 @@ from llm_hosting_constructs.sizing import (
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, cost, environments, prewarm, sagemaker, size
+from . import __version__, cost, environments, outputs, prewarm, sagemaker, size
 from .aws import Aws
 from .client import ChatResult, Client, Endpoint, endpoint
 from .errors import LlmhostError
@@ -377,16 +376,21 @@ def _print_piece(piece: str) -> None:
     sys.stdout.flush()
 
 
+def _endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--url and --api-key: call an API directly instead of the one the environment's stacks deployed."""
+    command = click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")(command)
+    return click.option(
+        "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
+    )(command)
+
+
 @cli.command("chat")
 @click.argument("prompt")
 @click.option("--env", "env_name", help="Environment whose API to call (config/NAME.yaml).")
 @click.option("--stream/--no-stream", default=False, help="Stream the answer as it is generated.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option(
-    "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
-)
-@click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
+@_endpoint_options
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True)
 @pass_state
 def chat_cmd(
@@ -442,10 +446,7 @@ def sagemaker_cmd(
 @cli.command("smoke")
 @click.option("--env", "env_name", help="Environment whose API to check (config/NAME.yaml).")
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option(
-    "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
-)
-@click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
+@_endpoint_options
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=120, show_default=True)
 @pass_state
 def smoke_cmd(
