@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmhost.cli import _stats
-from llmhost.client import ChatResult, _sse_data, endpoint
+from llmhost.client import ChatResult, endpoint, sse_data
 
 
 def _result(**kw: object) -> ChatResult:
@@ -47,8 +47,11 @@ def test_unstreamed_answer() -> None:
 
 
 def test_sse_payloads_skip_comments_and_other_fields() -> None:
-    lines = [": heartbeat", "event: message", 'data: {"a":1}', "", "data:[DONE]"]
-    assert list(_sse_data(iter(lines))) == ['{"a":1}', "[DONE]"]
+    stream = b': heartbeat\n\nevent: message\ndata: {"a":1}\r\n\ndata:[DONE]'
+    assert list(sse_data([stream])) == ['{"a":1}', "[DONE]"]
+    # The same stream cut into chunks at every possible place: lines are reassembled.
+    for cut in range(1, len(stream)):
+        assert list(sse_data([stream[:cut], stream[cut:]])) == ['{"a":1}', "[DONE]"], cut
 
 
 def test_endpoint_joins_paths() -> None:

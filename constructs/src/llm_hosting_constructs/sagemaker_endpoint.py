@@ -19,10 +19,10 @@ from .checkov import skip_checkov
 from .log_groups import encrypted_log_group
 from .sagemaker_container import parse_image_uri
 from .sagemaker_policy import acknowledge_wildcards, grant_execution
+from .aws_names import S3_PREFIX_URI
 from .sizing import InstanceType, get_instance
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-S3_PREFIX_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>(?:[^/]+/)+)$")
 CAPTURE_PREFIX = "captures"
 TIMEOUT_RANGE = (60, 3600)  # ContainerStartupHealthCheckTimeoutInSeconds / ModelDataDownloadTimeoutInSeconds
 
