@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
+from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
@@ -193,11 +194,12 @@ KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:kms:[a-z0-
 
 
 class SageMakerImageVersions(Strict):
-    """Image version per container, resolved offline at synth by the SageMaker Python SDK 3."""
+    """Image version per container, resolved offline at synth by the SageMaker Python SDK 3 (defaults: the
+    construct library's pins, sagemaker_container.DEFAULT_VERSIONS)."""
 
-    tgi: str = Field("3.3.6", description="Hugging Face TGI DLC (huggingface-llm); 3.3.6 is the last one (maintenance mode).")
-    vllm: str = Field("0.29.0", description="Hugging Face vLLM DLC (huggingface-vllm).")
-    lmi: str = Field("0.38.0", description="AWS Large Model Inference DLC (djl-lmi).")
+    tgi: str = Field(DEFAULT_VERSIONS["tgi"], description="Hugging Face TGI DLC (huggingface-llm); 3.3.6 is the last one (maintenance mode).")
+    vllm: str = Field(DEFAULT_VERSIONS["vllm"], description="Hugging Face vLLM DLC (huggingface-vllm).")
+    lmi: str = Field(DEFAULT_VERSIONS["lmi"], description="AWS Large Model Inference DLC (djl-lmi).")
 
 
 class SageMakerDataCapture(Strict):

@@ -41,7 +41,9 @@ endpoint = SageMakerEndpoint(
     stack,
     "Endpoint",
     endpoint_name="llama-3-1-8b",
-    image_uri=sagemaker_container.image_uri("vllm", version="0.29.0", region=REGION, instance_type=INSTANCE_TYPE),
+    image_uri=sagemaker_container.image_uri(
+        "vllm", version=sagemaker_container.DEFAULT_VERSIONS["vllm"], region=REGION, instance_type=INSTANCE_TYPE
+    ),
     environment=sagemaker_container.container_environment(
         "vllm",
         model=sagemaker_container.MODEL_DIR,  # weights from S3, mounted at /opt/ml/model
