@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
-from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS
+from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
@@ -615,11 +615,9 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         )
     if sm.container == "tgi" and prefill < max_input:
         raise ConfigError(f"{path}: sagemaker.max_batch_prefill_tokens: TGI needs at least max_input_tokens ({max_input})")
-    if sm.volume_kms_key_arn and instance.has_local_nvme:
-        raise ConfigError(
-            f"{path}: sagemaker.volume_kms_key_arn: {sm.instance_type} has local NVMe storage (encrypted in hardware); "
-            "CreateEndpointConfig rejects a KMS key for it: remove volume_kms_key_arn"
-        )
+    volume_key_problem = volume_kms_key_problem(sm.instance_type, instance.has_local_nvme)
+    if sm.volume_kms_key_arn and volume_key_problem:
+        raise ConfigError(f"{path}: sagemaker.volume_kms_key_arn: {volume_key_problem}: remove volume_kms_key_arn")
     if sm.weights == "hub" and cfg.network.nat_gateways == 0:
         raise ConfigError(
             f"{path}: sagemaker.weights: hub needs internet egress but network.nat_gateways is 0; "
