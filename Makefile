@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test install install-test bench-synth bench-gateway bench-affinity diff clean
+.PHONY: synth test test-infra snapshots install install-test bench-synth bench-gateway bench-affinity diff clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,17 @@ synth: install
 
 test: install-test
 	$(PY) -m pytest
+
+# Everything but the tests that run the vLLM CPU engine (marker `vllm`): synth, cdk-nag, cfn-lint,
+# checkov, snapshots, stacks, constructs, config, ops, and the gateway against its fake upstream.
+# For pipelines that change templates only: no .venv-vllm (~3.5 GB) is built.
+test-infra: install $(VENV)/.stamp-dev .venv-checkov/.stamp
+	$(PY) -m pytest -m "not vllm"
+
+# Writes the stack snapshots of every environment in config/ (a new config/<env>.yaml, or an intended
+# change), and deletes those of environments that are gone. Review the diff, then commit it.
+snapshots: install $(VENV)/.stamp-dev
+	$(PY) -m pytest tests/gates/test_snapshots.py --snapshot-update -q
 
 bench-synth: install
 	$(PY) bench/synth_bench.py

@@ -24,11 +24,10 @@ from config.schema import (
     sagemaker_token_limits,
 )
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
+from llm_hosting_constructs import gpu_metrics, sagemaker_container
 from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
-from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
 from llm_hosting_constructs.signals import (
     EcsServiceRef,
     GatewayMetricNames,
@@ -38,6 +37,7 @@ from llm_hosting_constructs.signals import (
 )
 from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
+from llmhost import outputs
 from stacks.api import ApiStack
 from stacks.compliance import acknowledge_regulated_packs
 from stacks.model_cache import ModelCacheStack
@@ -47,6 +47,8 @@ from stacks.sagemaker import SageMakerSettings, SageMakerStack
 from stacks.serving import ServingSettings, ServingStack
 
 ROOT = Path(__file__).resolve().parent
+# The id of the gateway key the API front door sends as its bearer key (generated in the API-keys secret).
+FRONTDOOR_KEY_ID = "frontdoor"
 
 
 def _removal(cfg: EnvironmentConfig) -> cdk.RemovalPolicy:
@@ -171,6 +173,7 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         throughput_mode=cfg.ecs.efs_throughput_mode,
         automatic_backups=cfg.retain_stateful,
         hf_token_secret_name=cfg.ecs.hf_token_secret_name,
+        api_key_id=FRONTDOOR_KEY_ID,
         alb_access_logs=cfg.ecs.alb_access_logs,
         removal_policy=_removal(cfg),
         termination_protection=cfg.retain_stateful,

@@ -23,10 +23,13 @@ from pydantic import (
     model_validator,
 )
 
+from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
+from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
     SizingError,
+    SizingReport,
     check,
     get_instance,
     get_model,
@@ -35,6 +38,7 @@ from llm_hosting_constructs.sizing import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent
+S3PrefixUri = Annotated[str, StringConstraints(pattern=S3_PREFIX_PATTERN)]
 
 # CloudWatch Logs accepts only these retention periods (days).
 LogRetentionDays = Literal[
@@ -177,6 +181,13 @@ class ScheduleConfig(Strict):
         return value
 
 
+class SageMakerScheduleConfig(ScheduleConfig):
+    """Down to one instance outside business hours (non-prod): a real-time endpoint without
+    inference components cannot scale to zero. Cron fields in UTC."""
+
+    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale down to 1 instance.")
+
+
 class EcsConfig(Strict):
     """vLLM on ECS GPU instances, with the gateway beside it."""
 
@@ -234,7 +245,7 @@ class EcsConfig(Strict):
     )
     alb_access_logs: bool = Field(False, description="ALB access logs to an encrypted, retained S3 bucket (prod).")
     log_retention_days: LogRetentionDays = Field(90, description="Retention of the vLLM, gateway and pre-warm log groups.")
-    model_s3_uri: Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^/]+/)+$")] | None = Field(
+    model_s3_uri: S3PrefixUri | None = Field(
         None,
         description="s3://bucket/prefix/ holding model.revision's files: the pre-warm task copies from there instead "
         "of the Hugging Face Hub (VPCs without internet egress). Unset: from the Hub.",
@@ -262,16 +273,16 @@ class EcsConfig(Strict):
         return self
 
 
-S3PrefixUri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^/]+/)+$")]
 KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")]
 
 
 class SageMakerImageVersions(Strict):
-    """Image version per container, resolved offline at synth by the SageMaker Python SDK 3."""
+    """Image version per container, resolved offline at synth by the SageMaker Python SDK 3 (defaults: the
+    construct library's pins, sagemaker_container.DEFAULT_VERSIONS)."""
 
-    tgi: str = Field("3.3.6", description="Hugging Face TGI DLC (huggingface-llm); 3.3.6 is the last one (maintenance mode).")
-    vllm: str = Field("0.29.0", description="Hugging Face vLLM DLC (huggingface-vllm).")
-    lmi: str = Field("0.38.0", description="AWS Large Model Inference DLC (djl-lmi).")
+    tgi: str = Field(DEFAULT_VERSIONS["tgi"], description="Hugging Face TGI DLC (huggingface-llm); 3.3.6 is the last one (maintenance mode).")
+    vllm: str = Field(DEFAULT_VERSIONS["vllm"], description="Hugging Face vLLM DLC (huggingface-vllm).")
+    lmi: str = Field(DEFAULT_VERSIONS["lmi"], description="AWS Large Model Inference DLC (djl-lmi).")
 
 
 class SageMakerDataCapture(Strict):
@@ -331,7 +342,7 @@ class SageMakerConfig(Strict):
     )
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600, description="Wait after a scale-in.")
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600, description="Wait after a scale-out.")
-    off_hours: ScheduleConfig | None = Field(
+    off_hours: SageMakerScheduleConfig | None = Field(
         None, description="Non-prod only: down to 1 instance at night (real-time endpoints cannot scale to 0)."
     )
     rollback_bake_seconds: int = Field(
@@ -540,7 +551,7 @@ class EnvironmentConfig(Strict):
                     "ecs.model_s3_uri is unset but network.nat_gateways is 0: the pre-warm task cannot download from "
                     "the Hugging Face Hub; stage model.revision's files under s3://bucket/prefix/ and set it"
                 )
-            ecr = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
+            ecr = ecr_registry(self.account, self.region)
             if not self.ecs.vllm_image.startswith(ecr):
                 raise ValueError(
                     f"ecs.vllm_image {self.ecs.vllm_image!r} is pulled from the internet but network.nat_gateways is 0; "
@@ -613,14 +624,10 @@ def ecs_task_resources(instance_type: str) -> tuple[int, int]:
     return instance_registered_resources(instance_type)
 
 
-def _sizing_field(problem: str) -> str:
-    if "tensor_parallel_size" in problem:
-        return "model.tensor_parallel_size"
-    if problem.startswith("max_model_len") or "lower max_model_len" in problem:
-        return "model.max_model_len"
-    if "not in the sizing catalog" in problem:
-        return "model.id"
-    return "ecs.instance_type"
+def _sizing_problems(report: SizingReport, instance_field: str) -> str:
+    """The report's problems, each after the config field to change (``SizingReport.problem_fields``)."""
+    fields = {"tensor_parallel_size": "model.tensor_parallel_size", "max_model_len": "model.max_model_len"}
+    return "; ".join(f"{fields.get(f, instance_field)}: {p}" for f, p in zip(report.problem_fields, report.problems))
 
 
 def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
@@ -649,8 +656,7 @@ def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
     try:
         check(report)
     except SizingError:
-        lines = "; ".join(f"{_sizing_field(p)}: {p}" for p in report.problems)
-        raise ConfigError(f"{path}: {lines}") from None
+        raise ConfigError(f"{path}: {_sizing_problems(report, 'ecs.instance_type')}") from None
 
 
 def sagemaker_token_limits(cfg: EnvironmentConfig) -> tuple[int, int]:
@@ -683,10 +689,7 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         max_num_seqs=sm.max_concurrent_requests,
     )
     if report.problems:
-        fields = {"tensor_parallel_size": "model.tensor_parallel_size", "max_model_len": "model.max_model_len"}
-        lines = "; ".join(
-            f"{fields.get(f, 'sagemaker.instance_type')}: {p}" for f, p in zip(report.problem_fields, report.problems)
-        )
+        lines = _sizing_problems(report, "sagemaker.instance_type")
         if sm.container == "tgi" and m.kv_cache_dtype == "fp8":
             lines += " (sized without model.kv_cache_dtype fp8: the tgi container keeps its KV cache in the model dtype; "
             lines += "container vllm or lmi uses fp8)"
@@ -699,11 +702,9 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         )
     if sm.container == "tgi" and prefill < max_input:
         raise ConfigError(f"{path}: sagemaker.max_batch_prefill_tokens: TGI needs at least max_input_tokens ({max_input})")
-    if sm.volume_kms_key_arn and instance.has_local_nvme:
-        raise ConfigError(
-            f"{path}: sagemaker.volume_kms_key_arn: {sm.instance_type} has local NVMe storage (encrypted in hardware); "
-            "CreateEndpointConfig rejects a KMS key for it: remove volume_kms_key_arn"
-        )
+    volume_key_problem = volume_kms_key_problem(sm.instance_type, instance.has_local_nvme)
+    if sm.volume_kms_key_arn and volume_key_problem:
+        raise ConfigError(f"{path}: sagemaker.volume_kms_key_arn: {volume_key_problem}: remove volume_kms_key_arn")
     if sm.weights == "hub" and cfg.network.nat_gateways == 0:
         raise ConfigError(
             f"{path}: sagemaker.weights: hub needs internet egress but network.nat_gateways is 0; "

@@ -13,9 +13,9 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.front_door import CustomDomainProps, LlmFrontDoor, TenantPlan
 from llm_hosting_constructs.waf import RegionalWebAcl
+from llmhost import outputs
 
 
 class ApiStack(Stack):

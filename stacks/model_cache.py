@@ -13,10 +13,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.checkov import skip_checkov
 from llm_hosting_constructs.model_cache import ModelCache
 from llm_hosting_constructs.serving_secrets import ServingSecrets
+from llmhost import outputs
 
 THROUGHPUT = {"elastic": efs.ThroughputMode.ELASTIC, "bursting": efs.ThroughputMode.BURSTING}
 
@@ -32,6 +32,7 @@ class ModelCacheStack(Stack):
         throughput_mode: str,
         automatic_backups: bool,
         hf_token_secret_name: str | None,
+        api_key_id: str,
         alb_access_logs: bool,
         removal_policy: RemovalPolicy,
         **kwargs,
@@ -54,6 +55,7 @@ class ModelCacheStack(Stack):
             "Secrets",
             key=self.key,
             existing_hf_token_secret_name=hf_token_secret_name,
+            generated_key_id=api_key_id,
             removal_policy=removal_policy,
         )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.alarms import AlarmThresholds, LlmAlarms
 from llm_hosting_constructs.alerting import AlarmTopic
 from llm_hosting_constructs.dashboard import OnCallDashboard
 from llm_hosting_constructs.signals import ServiceSignals
+from llmhost import outputs
 
 
 class MonitoringStack(Stack):

@@ -12,9 +12,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sagemaker_autoscaling import SageMakerVariantScaling
 from llm_hosting_constructs.sagemaker_endpoint import SageMakerEndpoint
+from llmhost import outputs
 
 
 @dataclass(frozen=True)

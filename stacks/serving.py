@@ -23,14 +23,15 @@ from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct
 
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.affinity import AffinityEnvNames, GatewayAffinity
+from llm_hosting_constructs.aws_names import ecr_registry
 from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
 from llm_hosting_constructs.internal_alb import InternalAlb
 from llm_hosting_constructs.prewarm import ModelPrewarm
 from llm_hosting_constructs.vllm import VllmSettings, vllm_environment, vllm_serve_args
+from llmhost import outputs
 from stacks.model_cache import ModelCacheStack
 
 
@@ -262,7 +263,7 @@ class ServingStack(Stack):
 
     def _vllm_image(self, ref: str) -> ecs.ContainerImage:
         """An image in this account's ECR (a pull-through cache or mirror) gets a pull grant; others are public."""
-        registry = f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/"
+        registry = ecr_registry(self.account, self.region)
         self.vllm_repository: ecr.IRepository | None = None
         if ref.startswith(registry):
             name, tag = ref.removeprefix(registry).rsplit(":", 1)

@@ -8,7 +8,11 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVIRONMENTS = sorted(p.stem for p in (ROOT / "config").glob("*.yaml"))
+CONFIG_DIR_ENV = "LLMHOST_TEST_CONFIG_DIR"
+CONFIG_DIR = Path(os.environ.get(CONFIG_DIR_ENV) or ROOT / "config").resolve()
+"""The environments under test: the repository's config/, or another directory given in
+$LLMHOST_TEST_CONFIG_DIR (the app is then synthesized with `-c config_dir=` on it)."""
+ENVIRONMENTS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 CDK_ENV = {
     **os.environ,
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
@@ -18,10 +22,10 @@ CDK_ENV = {
 }
 
 
-def cdk_synth(outdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, exactly as `make synth` runs it."""
+def cdk_synth(outdir: Path, *extra: str, config_dir: Path = CONFIG_DIR) -> subprocess.CompletedProcess[str]:
+    """The real CLI, exactly as `make synth` runs it, on the environments of `config_dir`."""
     return subprocess.run(
-        [str(ROOT / "node_modules/.bin/cdk"), "synth", "--quiet", "-o", str(outdir), *extra],
+        [str(ROOT / "node_modules/.bin/cdk"), "synth", "--quiet", "-o", str(outdir), "-c", f"config_dir={config_dir}", *extra],
         cwd=ROOT,
         env=CDK_ENV,
         capture_output=True,

@@ -11,6 +11,16 @@ from tools.synth_summary import stack_templates
 
 pytest_plugins = ["tests.fixtures.engine"]
 
+# Every test that starts the vLLM CPU engine depends on this fixture (the engine, the gateway in front
+# of it and the SDK client all do): such tests get the `vllm` marker, which `make test-infra` deselects.
+ENGINE_FIXTURE = "tiny_model_dir"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vllm)
+
 
 @pytest.fixture(scope="session")
 def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from config.schema import CONFIG_DIR, ConfigError, load_all, load_environment
+from tests.cfn import CONFIG_DIR as TEST_CONFIG_DIR
 from tests.cfn import ENVIRONMENTS, ROOT, cdk_synth
 
 BASE = yaml.safe_load((CONFIG_DIR / "dev.yaml").read_text())
@@ -35,10 +36,14 @@ def variant(**changes: Any) -> dict:
     return data
 
 
-def test_committed_environments_are_valid() -> None:
-    configs = load_all()
-    assert [c.name for c in configs] == ENVIRONMENTS == ["dev", "prod", "staging"]
-    prod = next(c for c in configs if c.name == "prod")
+def test_environments_under_test_are_valid() -> None:
+    """Every config/<env>.yaml (or $LLMHOST_TEST_CONFIG_DIR's) loads; the suite runs on exactly these."""
+    assert ENVIRONMENTS, f"no *.yaml in {TEST_CONFIG_DIR}"
+    assert [c.name for c in load_all(TEST_CONFIG_DIR)] == ENVIRONMENTS
+
+
+def test_committed_prod_is_retained_in_a_closed_vpc() -> None:
+    prod = load_environment(CONFIG_DIR / "prod.yaml")
     assert prod.retain_stateful and prod.network.nat_gateways == 0
 
 
@@ -174,7 +179,7 @@ def test_invalid_file_fails_synth_and_writes_no_template(tmp_path: Path) -> None
     write(config_dir, BASE)
     write(config_dir, {**yaml.safe_load((CONFIG_DIR / "prod.yaml").read_text()), "account": "x"}, name="prod")
     outdir = tmp_path / "out"
-    result = cdk_synth(outdir, "-c", f"config_dir={config_dir}")
+    result = cdk_synth(outdir, config_dir=config_dir)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
     assert len(errors) == 1 and "prod.yaml: account:" in errors[0]

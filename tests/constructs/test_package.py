@@ -25,17 +25,3 @@ def test_library_is_an_installed_distribution() -> None:
     import llm_hosting_constructs
 
     assert Path(llm_hosting_constructs.__file__).is_relative_to(ROOT / "constructs" / "src")
-
-
-def test_library_builds_as_a_wheel(tmp_path: Path) -> None:
-    """Another team can `pip install` it: it builds into a wheel that carries the package."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT / "constructs")],
-        check=True,
-    )
-    wheel = next(tmp_path.glob("llm_hosting_constructs-*.whl"))
-    import zipfile
-
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "llm_hosting_constructs/network.py" in names
-    assert not any(n.startswith("constructs/") for n in names)

@@ -12,12 +12,11 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from llm_hosting_constructs import outputs
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecs.models import ecs_backends
 from moto.moto_api import state_manager
 
-from llmhost import prewarm, sagemaker
+from llmhost import outputs, prewarm, sagemaker
 from llmhost.aws import Aws
 
 from .conftest import ACCOUNT, REGION, deploy_stack
@@ -315,3 +314,14 @@ def test_sagemaker_stream_tgi_and_openai_shapes(cut: int) -> None:
         on_text=lambda _: None,
     )
     assert (result.text, result.completion_tokens, result.ttft_s is not None) == ("Bonjour", 3, True)
+
+
+def test_profile_from_the_environment_is_named(
+    llmhost: Callable[..., Any], write_env: Callable[..., Path], no_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_PROFILE=x without --profile: the error names x and where it came from (it said "None")."""
+    write_env("dev")
+    monkeypatch.setenv("AWS_PROFILE", "x")
+    r = llmhost("prewarm", "--env", "dev")
+    assert r.code == 1
+    assert r.err == "llmhost: error: AWS profile 'x' (from $AWS_PROFILE) is not configured (see ~/.aws/config)\n"

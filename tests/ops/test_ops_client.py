@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmhost.cli import _stats
-from llmhost.client import ChatResult, _sse_data, endpoint
+from llmhost.client import ChatResult, endpoint, sse_data
 
 
 def _result(**kw: object) -> ChatResult:
@@ -47,8 +47,11 @@ def test_unstreamed_answer() -> None:
 
 
 def test_sse_payloads_skip_comments_and_other_fields() -> None:
-    lines = [": heartbeat", "event: message", 'data: {"a":1}', "", "data:[DONE]"]
-    assert list(_sse_data(iter(lines))) == ['{"a":1}', "[DONE]"]
+    stream = b': heartbeat\n\nevent: message\ndata: {"a":1}\r\n\ndata:[DONE]'
+    assert list(sse_data([stream])) == ['{"a":1}', "[DONE]"]
+    # The same stream cut into chunks at every possible place: lines are reassembled.
+    for cut in range(1, len(stream)):
+        assert list(sse_data([stream[:cut], stream[cut:]])) == ['{"a":1}', "[DONE]"], cut
 
 
 def test_endpoint_joins_paths() -> None:
@@ -57,6 +60,13 @@ def test_endpoint_joins_paths() -> None:
     assert ep.url("/health") == "https://x.execute-api.us-east-1.amazonaws.com/prod/health"
     assert ep.headers() == {"x-api-key": "k"}
     assert endpoint("http://h/", None).headers() == {}
+
+
+def test_openai_style_base_url_is_the_api_root() -> None:
+    """A base URL ending in /v1 (as the OpenAI SDK takes it) is not doubled: the paths carry v1/."""
+    for url in ("http://h/v1", "http://h/v1/", "http://h", "http://h/"):
+        assert endpoint(url, None).url("v1/models") == "http://h/v1/models", url
+    assert endpoint("https://x/prod/v1", None).url("health") == "https://x/prod/health"
 
 
 def test_health_path_is_the_gateways() -> None:

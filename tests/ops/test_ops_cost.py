@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,6 +191,11 @@ def test_every_catalog_ec2_gpu_type_of_the_cheap_families_has_a_price() -> None:
 # --- the command ----------------------------------------------------------------------
 
 
+def one_request(llmhost: Callable[..., Any], env: str, *extra: str) -> Any:
+    """`llmhost cost` of one request a day of one token in and out: for what does not depend on traffic."""
+    return llmhost("cost", "--env", env, "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1", *extra)
+
+
 def test_cost_command(llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path) -> None:
     write_env("dev")  # the repository's dev.yaml: g6.2xlarge, weekdays 07-19, 1 NAT, 2 AZs, no WAF
     png = tmp_path / "cost.png"
@@ -236,32 +242,32 @@ def test_another_prices_file(llmhost: Callable[..., object], write_env: Callable
     assert r.code == 0, r.err
     assert f"{60 * 730 / 168 * 2.0:,.2f}" in r.out and "read 2027-01-01" in r.out  # 521.43
     write_env("big", ecs={"instance_type": "g6.4xlarge"})
-    r = llmhost(
-        "cost",
-        "--env",
-        "big",
-        "--requests-per-day",
-        "1",
-        "--input-tokens",
-        "1",
-        "--output-tokens",
-        "1",
-        "--prices",
-        str(mine),
-    )
+    r = one_request(llmhost, "big", "--prices", str(mine))
     assert r.code == 1 and f"add it under ec2_on_demand_per_hour in {mine}" in r.err
     mine.write_text("{not json")
-    r = llmhost(
-        "cost",
-        "--env",
-        "dev",
-        "--requests-per-day",
-        "1",
-        "--input-tokens",
-        "1",
-        "--output-tokens",
-        "1",
-        "--prices",
-        str(mine),
-    )
+    r = one_request(llmhost, "dev", "--prices", str(mine))
     assert r.code == 1 and f"cannot read prices from {mine}" in r.err
+
+
+@pytest.mark.parametrize("name", ["out.txt", "out"])
+def test_plot_to_a_file_matplotlib_cannot_write_is_one_line(
+    llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
+    """`--plot out.txt` ended in matplotlib's traceback; now one line that lists the formats, before any work."""
+    write_env("dev")
+    target = tmp_path / name
+    r = one_request(llmhost, "dev", "--plot", str(target))
+    assert r.code == 1 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"llmhost: error: --plot {target}: ")
+    assert ".png" in r.err and ".svg" in r.err and ".pdf" in r.err
+    assert r.out == "" and not target.exists()
+
+
+def test_plot_format_follows_the_extension(
+    llmhost: Callable[..., object], write_env: Callable[..., Path], tmp_path: Path
+) -> None:
+    write_env("dev")
+    svg = tmp_path / "cost.svg"
+    r = one_request(llmhost, "dev", "--plot", str(svg))
+    assert r.code == 0, r.err
+    assert b"<svg" in svg.read_bytes()[:500]

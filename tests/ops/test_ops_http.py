@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from llm_hosting_constructs import outputs
+from llmhost import outputs
 
 from tests.fixtures.engine import Proc, free_port
 
@@ -98,3 +98,16 @@ def test_chat_and_smoke_found_through_stack_outputs(
     r = llmhost("smoke", "--env", "dev")
     assert r.code == 0, r.out + r.err
     assert f"smoke test of {gateway.base_url}/" in r.out
+
+
+@pytest.mark.parametrize("suffix,stream", [("/v1", "--no-stream"), ("/v1/", "--stream")])
+def test_chat_with_an_openai_style_base_url(
+    start_fake_upstream: Callable[..., Proc], llmhost: Callable[..., Any], suffix: str, stream: str
+) -> None:
+    """`--url http://host/v1` (the OpenAI SDK's convention) reaches /v1/models, not /v1/v1/models.
+
+    Against the small OpenAI-format server of bench/gateway over loopback: no engine needed."""
+    upstream = start_fake_upstream("--chunks", "3")
+    r = llmhost("chat", "--url", upstream.base_url + suffix, "--api-key", "k", "--max-tokens", "3", stream, "hi")
+    assert r.code == 0, r.err
+    assert "/v1/v1/" not in r.err and "3 tokens in" in r.err

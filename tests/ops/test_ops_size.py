@@ -121,3 +121,20 @@ def test_size_shows_the_figures_of_a_config_that_fails_synth(
     # Every other command refuses the file with the loader's own line.
     r = llmhost("cost", "--env", "tight", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1")
     assert r.code == 1 and "tight.yaml: model.max_model_len:" in r.err
+
+
+def test_context_beyond_the_model_says_what_the_table_was_sized_at(llmhost: Callable[..., object]) -> None:
+    """Mistral 7B v0.3 supports 32,768 tokens: 100,000 fits nowhere, and the per-family table, sized
+    at the model's context instead, says so rather than listing instances as fitting 100,000."""
+    r = llmhost(
+        "size", "--model", "mistralai/Mistral-7B-Instruct-v0.3", "--instance", "g6e.xlarge", "--max-model-len", "100000"
+    )
+    assert r.code == 1 and "max_model_len" in r.err
+    out = " ".join(r.out.split())  # rich wraps long lines at the terminal width
+    assert "Smallest that fits, per family (32,768-token sequences, the model's context)" in out
+    assert "note: the table is sized at the model's context of 32,768 tokens: 100,000 tokens fit on no instance" in out
+    assert "100,000-token sequences" not in out
+    # Within the context the title is the plain one.
+    r = llmhost("size", "--model", "mistralai/Mistral-7B-Instruct-v0.3", "--instance", "g6e.xlarge", "--max-model-len", "16384")
+    assert r.code == 0, r.err
+    assert "Smallest that fits, per family (16,384-token sequences)" in r.out and "note:" not in r.out

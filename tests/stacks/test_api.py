@@ -7,13 +7,13 @@ import json
 import pytest
 
 from config.schema import load_all
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
-from tests.cfn import ENVIRONMENTS, backend_path, count_overrides, only, resources
+from llmhost import outputs
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, backend_path, count_overrides, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {c.name: c for c in load_all()}
+CONFIG = {c.name: c for c in load_all(CONFIG_DIR)}
 
 
 def api(templates: dict, env: str) -> dict:
@@ -250,15 +250,16 @@ def test_the_alb_accepts_traffic_only_from_the_vpc_link_group(templates: dict, e
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_backend_gets_the_gateway_front_door_key_not_the_tenant_key(templates: dict, env: str) -> None:
-    """Every route sends `Authorization: Bearer <gateway key 'frontdoor'>`, resolved by CloudFormation."""
-    from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
+    """Every route sends `Authorization: Bearer <the key the API-keys secret generates>`, resolved by CloudFormation."""
+    secrets = resources(templates[env][outputs.stack_name(env, outputs.MODEL_CACHE)], "AWS::SecretsManager::Secret")
+    (key_id,) = [g["GenerateStringKey"] for r in secrets.values() if "GenerateStringKey" in (g := r["Properties"].get("GenerateSecretString", {}))]  # fmt: skip
 
     for route, method in routes(api(templates, env)).items():
         header = method["Integration"]["RequestParameters"]["integration.request.header.Authorization"]
         parts = header["Fn::Join"][1]
         assert parts[0] == "'Bearer {{resolve:secretsmanager:", route
         assert "Fn::ImportValue" in parts[1] and "ApiKeys" in json.dumps(parts[1])
-        assert parts[2] == f":SecretString:{FRONTDOOR_KEY_ID}::}}}}'"
+        assert parts[2] == f":SecretString:{key_id}::}}}}'"
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from llm_hosting_constructs import outputs
-from tests.cfn import ENVIRONMENTS, ROOT, only, resources
+from llmhost import outputs
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+CONFIG = {env: yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
 ECS_ENVS = [env for env in ENVIRONMENTS if "ecs" in CONFIG[env].get("backends", ["ecs"])]
 
 # Renaming any of these replaces the resource: a new empty cache (140 GB to download again), a new

@@ -9,11 +9,12 @@ import pytest
 
 from config.schema import load_all
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import gpu_metrics, outputs
-from tests.cfn import ENVIRONMENTS, only, resources
+from llm_hosting_constructs import gpu_metrics
+from llmhost import outputs
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {c.name: c for c in load_all()}
+CONFIG = {c.name: c for c in load_all(CONFIG_DIR)}
 GW = contract.METRICS_NAMESPACE
 
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from tests.cfn import ENVIRONMENTS, ROOT, only, resources
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+CONFIG = {env: yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
 INTERFACE_SERVICES = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm", "sts", "monitoring", "ecs", "ecs-agent", "ecs-telemetry", "ec2"}
 
 

@@ -8,12 +8,12 @@ import pytest
 import yaml
 
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sizing import instance_registered_resources
-from tests.cfn import ENVIRONMENTS, ROOT, only, resources
+from llmhost import outputs
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, ROOT, only, resources
 
 pytestmark = pytest.mark.synth
-CONFIG = {env: yaml.safe_load((ROOT / "config" / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+CONFIG = {env: yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
 ECS_ENVS = [env for env in ENVIRONMENTS if "ecs" in CONFIG[env].get("backends", ["ecs"])]
 CONTEXT = json.loads((ROOT / "cdk.context.json").read_text())
 AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
@@ -515,6 +515,7 @@ print("PARSED " + json.dumps(out))
 """
 
 
+@pytest.mark.vllm  # needs .venv-vllm: `make test-infra` deselects it rather than skip it
 @pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="needs .venv-vllm (make install-test)")
 def test_vllm_accepts_the_synthesized_command_line(templates: dict) -> None:
     """Every environment's `vllm serve` arguments, parsed and validated by vLLM's own CLI parser

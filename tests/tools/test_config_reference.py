@@ -14,3 +14,11 @@ def test_reference_lists_every_top_level_field() -> None:
     text = table()
     for name in EnvironmentConfig.model_fields:
         assert f"| `{name}` |" in text
+
+
+def test_off_hours_rows_say_where_each_backend_goes() -> None:
+    """ECS off-hours scale to zero; a SageMaker real-time endpoint only down to one instance."""
+    rows = {line.split("|")[1].strip(" `"): line for line in table().splitlines()[2:]}
+    assert "zero" in rows["ecs.off_hours.scale_down_cron"]
+    sm = rows["sagemaker.off_hours.scale_down_cron"]
+    assert "zero" not in sm and "1 instance" in sm

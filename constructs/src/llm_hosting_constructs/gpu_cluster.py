@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, Stack, Token, Validations
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -14,20 +14,28 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from .checkov import skip_checkov
-from .sizing import ECS_RESERVED_MEMORY_MIB, get_instance
+from .sizing import ECS_RESERVED_MEMORY_MIB, InstanceType, get_instance
 
 # Root volume: the vLLM image is ~10 GB compressed and ~25 GB unpacked, and a deployment briefly
 # holds two versions of it; CUDA/torch compile caches and logs come on top.
 DEFAULT_ROOT_VOLUME_GIB = 200
 MIN_ROOT_VOLUME_GIB = 100
+# The SSM parameter behind EcsOptimizedImage.amazon_linux2023(GPU); its looked-up value is cached in
+# cdk.context.json under "ssm:account=<account>:parameterName=<this>:region=<region>".
+GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 
 
 class GpuCluster(Construct):
     """ECS cluster whose capacity is an Auto Scaling group of GPU instances.
 
-    Safe defaults: the AL2023 ECS GPU-optimized AMI resolved once and kept in ``cdk.context.json``
-    (``cached_in_context``: a deploy never rolls instances because AWS published a new AMI;
-    ``cdk context --reset`` + a synth with credentials moves to the newest), IMDSv2 required
+    ``instance_type``: a name from the sizing catalog, or ``InstanceType.describe(...)`` for one it lacks.
+
+    Safe defaults: ``machine_image`` the AL2023 ECS GPU-optimized AMI resolved once and kept in
+    ``cdk.context.json`` (``cached_in_context``: a deploy never rolls instances because AWS published a
+    new AMI; ``cdk context --reset`` + a synth with credentials moves to the newest). That lookup needs
+    a stack with account and region and, once, AWS credentials; without them pass ``machine_image``
+    (``EcsOptimizedImage.amazon_linux2023(AmiHardwareType.GPU)`` resolves at deploy time instead, a pinned
+    ``MachineImage.generic_linux({...})`` never changes). IMDSv2 required
     with a hop limit of 1 and IMDS blocked for awsvpc tasks (tasks use their task role, never
     the instance's), an encrypted gp3 root volume of ``root_volume_gib``, instances in the
     private ``subnets`` only (no public IP), the CloudWatch agent with ``cloudwatch_agent_config``
@@ -49,8 +57,9 @@ class GpuCluster(Construct):
         *,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        instance_type: str,
+        instance_type: str | InstanceType,
         max_instances: int,
+        machine_image: ec2.IMachineImage | None = None,
         root_volume_gib: int = DEFAULT_ROOT_VOLUME_GIB,
         reserved_memory_mib: int = ECS_RESERVED_MEMORY_MIB,
         container_stop_timeout: Duration = Duration.seconds(120),
@@ -58,7 +67,9 @@ class GpuCluster(Construct):
         cloudwatch_agent_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        instance = get_instance(instance_type)  # raises SizingError for an unknown type
+        # A name from the sizing catalog (SizingError for an unknown one), or InstanceType.describe(...).
+        instance = get_instance(instance_type) if isinstance(instance_type, str) else instance_type
+        instance_type = instance.name
         if instance.is_sagemaker:
             raise ValueError(f"GpuCluster: {instance_type} is a SageMaker type; use the EC2 name ({instance_type[3:]})")
         if max_instances < 1:
@@ -106,7 +117,7 @@ class GpuCluster(Construct):
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
-            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU, cached_in_context=True),
+            machine_image=machine_image or self._cached_gpu_ami(),
             instance_type=ec2.InstanceType(instance_type),
             role=self.instance_role,
             security_group=self.instance_security_group,
@@ -203,3 +214,32 @@ class GpuCluster(Construct):
                     "cloudwatch:PutMetricData limited to its namespace).",
                 )
             )
+
+    def _cached_gpu_ami(self) -> ec2.IMachineImage:
+        """The AL2023 ECS GPU AMI, looked up once and kept in cdk.context.json. Where the lookup cannot
+        happen, one error line on this construct says what to do (synth then fails) instead of a jsii
+        traceback or the CLI's bare credentials message."""
+        stack = Stack.of(self)
+        problem = None
+        if Token.is_unresolved(stack.account) or Token.is_unresolved(stack.region):
+            problem = (
+                f"stack {stack.node.path} has no account/region (env), which the GPU AMI lookup needs: give the "
+                "stack env=Environment(account=..., region=...), or pass machine_image (e.g. "
+                "EcsOptimizedImage.amazon_linux2023(AmiHardwareType.GPU), resolved at deploy time)"
+            )
+        else:
+            key = f"ssm:account={stack.account}:parameterName={GPU_AMI_PARAMETER}:region={stack.region}"
+            cached = self.node.try_get_context(key)
+            if isinstance(cached, dict) and "$providerError" in cached:
+                reason = str(cached["$providerError"]).splitlines()[0]
+                problem = (
+                    f"the GPU AMI lookup failed ({reason}) and context key {key!r} is not set: run `npx cdk synth` "
+                    f"once with credentials for account {stack.account} and commit the cdk.context.json it writes, "
+                    "or pass machine_image"
+                )
+        if problem is None:
+            return ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU, cached_in_context=True)
+        Annotations.of(self).add_error(f"GpuCluster: {problem}")
+        # Synth fails on the error above; this only keeps the construct tree complete until then.
+        region = "us-east-1" if Token.is_unresolved(stack.region) else stack.region
+        return ec2.MachineImage.generic_linux({region: "ami-00000000000000000"})

@@ -34,7 +34,9 @@ class InferenceTask(Construct):
       at ``HF_HOME`` (read-only when ``hf_hub_offline``: the cache was pre-warmed and vLLM
       never writes it), ``HF_TOKEN`` as an ECS secret, a ``/health`` check with the longest
       start period ECS allows.
-    - ``gateway``: ``gateway_image``, port ``gateway_port``, started only once vLLM is
+    - ``gateway``: ``gateway_image`` (default: built from the gateway source this package ships,
+      ``llm_hosting_constructs.gateway``), port ``gateway_port`` (default its contract's 8080),
+      liveness check ``gateway_healthcheck_command`` (default the contract's), started only once vLLM is
       HEALTHY (and so stopped first), read-only root file system, non-root ``gateway_user``
       (default 10001, the user ``containers/gateway/Dockerfile`` creates),
       ``gateway_secrets`` (e.g. the API keys) as ECS secrets, ``gateway_environment`` plain.
@@ -62,11 +64,11 @@ class InferenceTask(Construct):
         hf_token: secretsmanager.ISecret,
         model_cache: ModelCache,
         hf_hub_offline: bool,
-        gateway_image: ecs.ContainerImage,
-        gateway_port: int,
-        gateway_environment: Mapping[str, str],
+        gateway_image: ecs.ContainerImage | None = None,
+        gateway_port: int | None = None,
+        gateway_environment: Mapping[str, str] | None = None,
         gateway_secrets: Mapping[str, secretsmanager.ISecret] | None = None,
-        gateway_healthcheck_command: Sequence[str],
+        gateway_healthcheck_command: Sequence[str] | None = None,
         gateway_user: str = "10001:10001",
         cpu_units: int,
         memory_mib: int,
@@ -80,6 +82,15 @@ class InferenceTask(Construct):
         log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, id_)
+        # Defaults: the gateway this package ships (image built from its source, its contract's port and
+        # liveness check, its own settings' defaults).
+        if gateway_image is None or gateway_port is None or gateway_healthcheck_command is None:
+            from .gateway import contract, gateway_image as packaged_gateway_image
+
+            gateway_image = gateway_image or packaged_gateway_image()
+            gateway_port = gateway_port or contract.GATEWAY_PORT
+            gateway_healthcheck_command = gateway_healthcheck_command or contract.CONTAINER_HEALTHCHECK_COMMAND
+        gateway_environment = gateway_environment or {}
         if gpu_count < 1:
             raise ValueError("InferenceTask: gpu_count must be >= 1 (vLLM's tensor-parallel size)")
         if stop_timeout.to_seconds() > MAX_STOP_TIMEOUT.to_seconds():

@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from .aws_names import S3_PREFIX_URI
 from .model_cache import ModelCache
 from .vllm import HF_HOME
 
@@ -21,7 +22,8 @@ CONTAINER = "prewarm"
 class ModelPrewarm(Construct):
     """Fargate task definition that runs ``script`` (Python) in ``image`` with the cache at HF_HOME.
 
-    Meant for the vLLM image itself and ``containers/prewarm/prewarm.py``: the image already
+    Meant for the vLLM image itself and ``containers/prewarm/prewarm.py`` (the default ``script``,
+    shipped with this package): the image already
     has ``huggingface_hub``, so nothing is built, and the files land exactly where vLLM looks.
     Fargate, not the GPU cluster: it needs no GPU and must not take a GPU host's place.
 
@@ -44,7 +46,7 @@ class ModelPrewarm(Construct):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         image: ecs.ContainerImage,
-        script: str,
+        script: str | None = None,
         model_id: str,
         revision: str,
         hf_token: secretsmanager.ISecret,
@@ -60,9 +62,13 @@ class ModelPrewarm(Construct):
         super().__init__(scope, id_)
         if len(revision) != 40:
             raise ValueError("ModelPrewarm: revision must be a 40-character commit sha, never a branch")
+        if script is None:
+            from .assets import prewarm_script
+
+            script = prewarm_script()  # containers/prewarm/prewarm.py, shipped with this package
         if not script.strip():
             raise ValueError("ModelPrewarm: script is empty")
-        if source_s3_uri is not None and not (source_s3_uri.startswith("s3://") and source_s3_uri.endswith("/")):
+        if source_s3_uri is not None and not S3_PREFIX_URI.match(source_s3_uri):
             raise ValueError("ModelPrewarm: source_s3_uri must look like s3://bucket/prefix/")
         if not 21 <= ephemeral_storage_gib <= 200:
             raise ValueError("ModelPrewarm: ephemeral_storage_gib must be 21..200 (Fargate's range)")

@@ -30,6 +30,17 @@ SDK_FRAMEWORK: dict[str, str] = {"tgi": "huggingface-llm", "vllm": "huggingface-
 DEFAULT_VERSIONS: dict[str, str] = {"tgi": "3.3.6", "vllm": "0.29.0", "lmi": "0.38.0"}
 """Pinned image versions (each listed by sagemaker-core 2.27.0). 3.3.6 is the last TGI DLC."""
 
+def volume_kms_key_problem(instance_name: str, has_local_nvme: bool) -> str | None:
+    """Why a KMS key for the ML storage volume cannot be given for this instance type, or None: types with
+    local NVMe instance storage encrypt it in hardware and CreateEndpointConfig rejects a KmsKeyId."""
+    if not has_local_nvme:
+        return None
+    return (
+        f"{instance_name} has local NVMe storage (encrypted in hardware); "
+        "CreateEndpointConfig rejects a KMS key for its storage volume"
+    )
+
+
 MODEL_DIR = "/opt/ml/model"
 """Where SageMaker puts the weights given as ``ModelDataSource`` (uncompressed S3 prefix)."""
 

@@ -15,14 +15,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from .aws_names import S3_PREFIX_URI
 from .checkov import skip_checkov
 from .log_groups import encrypted_log_group
-from .sagemaker_container import parse_image_uri
+from .sagemaker_container import parse_image_uri, volume_kms_key_problem
 from .sagemaker_policy import acknowledge_wildcards, grant_execution
 from .sizing import InstanceType, get_instance
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-S3_PREFIX_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>(?:[^/]+/)+)$")
 CAPTURE_PREFIX = "captures"
 TIMEOUT_RANGE = (60, 3600)  # ContainerStartupHealthCheckTimeoutInSeconds / ModelDataDownloadTimeoutInSeconds
 
@@ -109,11 +109,9 @@ class SageMakerEndpoint(Construct):
         for name, secs in (("container_startup_timeout", startup_s), ("model_download_timeout", download_s)):
             if not TIMEOUT_RANGE[0] <= secs <= TIMEOUT_RANGE[1]:
                 raise ValueError(f"SageMakerEndpoint: {name} is {secs} s; SageMaker allows 60..3600 s")
-        if volume_kms_key is not None and instance.has_local_nvme:
-            raise ValueError(
-                f"SageMakerEndpoint: {instance.name} has local NVMe storage (encrypted in hardware); "
-                "CreateEndpointConfig rejects a KMS key for its storage volume: drop volume_kms_key"
-            )
+        volume_key_problem = volume_kms_key_problem(instance.name, instance.has_local_nvme)
+        if volume_kms_key is not None and volume_key_problem:
+            raise ValueError(f"SageMakerEndpoint: {volume_key_problem}: drop volume_kms_key")
         if data_capture_percent is not None and not 1 <= data_capture_percent <= 100:
             raise ValueError(f"SageMakerEndpoint: data_capture_percent {data_capture_percent} must be 1..100")
         if isolate and {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & set(environment):

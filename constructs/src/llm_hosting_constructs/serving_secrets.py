@@ -9,9 +9,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-# The key id of the one generated gateway key: what the API front door sends as its bearer key.
-FRONTDOOR_KEY_ID = "frontdoor"
-
 
 class ServingSecrets(Construct):
     """Secrets Manager secrets for the serving task, never plaintext in a template or task definition.
@@ -21,14 +18,14 @@ class ServingSecrets(Construct):
       ``aws secretsmanager put-secret-value``) unless ``existing_hf_token_secret_name`` names
       one you manage. A plain string secret.
     - ``api_keys``: the gateway's keys, JSON ``{"key-id": "key"}`` as the gateway expects,
-      created with one random 48-character key under ``frontdoor``. Add keys by putting a
-      new JSON value; the tasks read it when they start.
+      created with one random 48-character key under ``generated_key_id`` (what your front door
+      sends as its bearer key). Add keys by putting a new JSON value; the tasks read it when they start.
 
     Both are encrypted with ``key`` (a customer-managed KMS key). Neither rotates
     automatically: the HF token is issued by huggingface.co, and a rotated gateway key must
     reach the front door at the same moment, which is a deploy, not a Lambda.
 
-    Attributes: ``hf_token``, ``api_keys``, ``hf_token_created`` (False when referenced).
+    Attributes: ``hf_token``, ``api_keys``, ``generated_key_id``, ``hf_token_created`` (False when referenced).
     """
 
     def __init__(
@@ -38,9 +35,13 @@ class ServingSecrets(Construct):
         *,
         key: kms.IKey,
         existing_hf_token_secret_name: str | None = None,
+        generated_key_id: str = "default",
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, id_)
+        if not generated_key_id.strip():
+            raise ValueError("ServingSecrets: generated_key_id must not be blank")
+        self.generated_key_id = generated_key_id
         if existing_hf_token_secret_name is not None and not existing_hf_token_secret_name.strip():
             raise ValueError("ServingSecrets: existing_hf_token_secret_name must not be blank")
 
@@ -70,11 +71,11 @@ class ServingSecrets(Construct):
         self.api_keys = secretsmanager.Secret(
             self,
             "ApiKeys",
-            description='Gateway API keys, JSON {"key-id": "key"}; the front door sends the "frontdoor" key',
+            description=f'Gateway API keys, JSON {{"key-id": "key"}}; the front door sends the "{generated_key_id}" key',
             encryption_key=key,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=json.dumps({}),
-                generate_string_key=FRONTDOOR_KEY_ID,
+                generate_string_key=generated_key_id,
                 password_length=48,
                 exclude_punctuation=True,
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,11 +16,12 @@ from botocore.exceptions import (
     PartialCredentialsError,
     ProfileNotFound,
 )
-from llm_hosting_constructs import outputs
 
+from . import outputs
 from .errors import LlmhostError
 
 T = TypeVar("T")
+PROFILE_VARS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 
 # Stack states in which outputs are complete and current.
 _READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
@@ -40,8 +42,11 @@ class Aws:
     def __init__(self, *, region: str, profile: str | None = None, expected_account: str | None = None) -> None:
         try:
             self.session = boto3.Session(profile_name=profile, region_name=region)
-        except ProfileNotFound:
-            raise LlmhostError(f"AWS profile {profile!r} is not configured (see ~/.aws/config)") from None
+        except ProfileNotFound as exc:
+            # Without --profile, botocore took the name from AWS_PROFILE (or AWS_DEFAULT_PROFILE).
+            name = exc.kwargs.get("profile", profile)
+            source = next((f" (from ${v})" for v in PROFILE_VARS if not profile and os.environ.get(v) == name), "")
+            raise LlmhostError(f"AWS profile {name!r}{source} is not configured (see ~/.aws/config)") from None
         self.region = region
         self.expected_account = expected_account
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from llm_hosting_constructs import outputs
 from llm_hosting_constructs.sizing import (
     DTYPES,
     KV_CACHE_DTYPES,
@@ -27,7 +26,7 @@ from llm_hosting_constructs.sizing import (
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, cost, environments, prewarm, sagemaker, size
+from . import __version__, cost, environments, outputs, prewarm, sagemaker, size
 from .aws import Aws
 from .client import ChatResult, Client, Endpoint, endpoint
 from .errors import LlmhostError
@@ -206,7 +205,11 @@ def _deployment(cfg: Any) -> cost.Deployment:
     type=click.FloatRange(min=0, min_open=True),
     help="Benchmarked output tokens/s one instance sustains; grows the fleet with the traffic.",
 )
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write cost against volume to this PNG.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write cost against volume to this image; the extension picks the format (.png, .svg, .pdf, ...).",
+)
 @click.option(
     "--prices", "prices_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Another prices file."
 )
@@ -224,6 +227,10 @@ def cost_cmd(
     prices_file: Path | None,
 ) -> None:
     """Monthly cost of the environment as configured vs the same traffic on a commercial API."""
+    if plot:
+        from .plot import check_format
+
+        check_format(plot)
     cfg = state.env(env_name)
     deployment = _deployment(cfg)
     prices = cost.load_prices(prices_file)
@@ -369,14 +376,21 @@ def _print_piece(piece: str) -> None:
     sys.stdout.flush()
 
 
+def _endpoint_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--url and --api-key: call an API directly instead of the one the environment's stacks deployed."""
+    command = click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")(command)
+    return click.option(
+        "--url", help="API URL (stage or gateway root, or an OpenAI-style base ending in /v1) instead of the ApiUrl output."
+    )(command)
+
+
 @cli.command("chat")
 @click.argument("prompt")
 @click.option("--env", "env_name", help="Environment whose API to call (config/NAME.yaml).")
 @click.option("--stream/--no-stream", default=False, help="Stream the answer as it is generated.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option("--url", help="API base URL instead of the api stack's ApiUrl output.")
-@click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
+@_endpoint_options
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True)
 @pass_state
 def chat_cmd(
@@ -432,8 +446,7 @@ def sagemaker_cmd(
 @cli.command("smoke")
 @click.option("--env", "env_name", help="Environment whose API to check (config/NAME.yaml).")
 @click.option("--model", help="Model name to send (default: the config's served_name, else the API's first model).")
-@click.option("--url", help="API base URL instead of the api stack's ApiUrl output.")
-@click.option("--api-key", help=f"API key instead of the stack's (or ${API_KEY_ENV}).")
+@_endpoint_options
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=120, show_default=True)
 @pass_state
 def smoke_cmd(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,10 @@ class Endpoint:
 
 
 def endpoint(base_url: str, api_key: str | None, timeout_s: float = 120.0) -> Endpoint:
-    return Endpoint(base_url if base_url.endswith("/") else base_url + "/", api_key, timeout_s)
+    """The API root from a URL given either way: the stage/gateway root, or an OpenAI-style base
+    URL ending in ``/v1`` (the paths here carry their own ``v1/``)."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    return Endpoint(root + "/", api_key, timeout_s)
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ class Client:
             if response.status_code >= 400:
                 response.read()
                 _raise_for_status(response)
-            for event in _sse_data(response.iter_lines()):
+            for event in sse_data(response.iter_bytes()):
                 if event == "[DONE]":
                     done = True
                     break
@@ -226,8 +229,17 @@ class Client:
         return timer.result(tokens=usage_tokens, finish_reason=finish, saw_done=done)
 
 
-def _sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The ``data:`` payloads of a server-sent event stream (comments such as heartbeats skipped)."""
-    for line in lines:
-        if line.startswith("data:"):
-            yield line[5:].strip()
+def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The ``data:`` payloads of a server-sent event stream, from raw byte chunks that may split a line
+    anywhere (HTTP reads, SageMaker PayloadParts); comments such as heartbeats and other fields skipped."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", errors="replace").strip()
+            if text.startswith("data:"):
+                yield text[5:].strip()
+    tail = buffer.decode("utf-8", errors="replace").strip()
+    if tail.startswith("data:"):
+        yield tail[5:].strip()

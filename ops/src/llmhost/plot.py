@@ -4,8 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import LlmhostError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display: files only
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise LlmhostError("--plot needs matplotlib: pip install 'llmhost[plot]' (make install does)") from None
+    return plt
+
+
+def check_format(path: Path) -> None:
+    """Fail before any work when matplotlib cannot write ``path``: it picks the format from the extension."""
+    _pyplot()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        given = f".{suffix} is not an image format" if suffix else "it has no extension"
+        raise LlmhostError(
+            f"--plot {path}: {given}; the extension picks the format: {', '.join('.' + f for f in formats)}"
+        )
 
 
 def plot_costs(
@@ -18,14 +44,9 @@ def plot_costs(
     volume: float,
     crossover: float | None,
 ) -> None:
-    """Draw both curves from zero to beyond the crossover and the given volume, and write a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display: files only
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise LlmhostError("--plot needs matplotlib: pip install 'llmhost[plot]' (make install does)") from None
+    """Draw both curves from zero to beyond the crossover and the given volume, and write the image
+    in the format of ``path``'s extension (see :func:`check_format`)."""
+    plt = _pyplot()
     top = 2.0 * max(volume, crossover or 0.0, 1.0)
     xs = [top * i / 400 for i in range(401)]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .client import ChatResult, StreamTimer
+from .client import ChatResult, StreamTimer, sse_data
 from .errors import LlmhostError
 
 
@@ -43,24 +43,9 @@ def parse_response(body: Any) -> tuple[str, int]:
     raise LlmhostError(f"unexpected answer from the endpoint: {json.dumps(body)[:200]}")
 
 
-def _events(parts: Iterable[bytes]) -> Iterator[str]:
-    """SSE ``data:`` payloads from PayloadPart bytes, which may split a line anywhere."""
-    buffer = b""
-    for part in parts:
-        buffer += part
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            text = line.decode("utf-8", errors="replace").strip()
-            if text.startswith("data:"):
-                yield text[5:].strip()
-    tail = buffer.decode("utf-8", errors="replace").strip()
-    if tail.startswith("data:"):
-        yield tail[5:].strip()
-
-
 def stream_pieces(parts: Iterable[bytes]) -> Iterator[tuple[str | None, int | None]]:
     """(text piece, completion tokens from a usage event) for each event of the response stream."""
-    for event in _events(parts):
+    for event in sse_data(parts):
         if event == "[DONE]":
             return
         data = json.loads(event)

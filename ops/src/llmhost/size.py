@@ -109,8 +109,11 @@ def report_table(r: SizingReport) -> Table:
     return t
 
 
-def smallest_table(rows: list[tuple[str, SizingReport | None]], max_model_len: int) -> Table:
-    t = Table(title=f"Smallest that fits, per family ({max_model_len:,}-token sequences)", title_justify="left")
+def smallest_table(rows: list[tuple[str, SizingReport | None]], max_model_len: int, *, capped: bool = False) -> Table:
+    """``capped``: the rows were sized at the model's context, shorter than the length asked for."""
+    where = ", the model's context" if capped else ""
+    title = f"Smallest that fits, per family ({max_model_len:,}-token sequences{where})"
+    t = Table(title=title, title_justify="left")
     t.add_column("family")
     t.add_column("instance")
     t.add_column("TP", justify="right")
@@ -133,5 +136,11 @@ def render(console: Console, request: SizeRequest) -> SizingReport:
     # At the report's max_model_len, within the model's context (a too-long one is its own problem).
     length = min(r.max_model_len, request.model.max_context or r.max_model_len)
     rows = request.smallest_per_family(sagemaker=get_instance(request.instance_type).is_sagemaker, max_model_len=length)
-    console.print(smallest_table(rows, length))
+    capped = length < r.max_model_len
+    console.print(smallest_table(rows, length, capped=capped))
+    if capped:
+        console.print(
+            f"[yellow]note:[/yellow] the table is sized at the model's context of {length:,} tokens: "
+            f"{r.max_model_len:,} tokens fit on no instance, the model does not support them"
+        )
     return r

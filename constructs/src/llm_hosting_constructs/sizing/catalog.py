@@ -94,6 +94,35 @@ class InstanceType:
     local_nvme_gb: int
     """Local NVMe instance storage; 0 when the type has none."""
 
+    @classmethod
+    def describe(
+        cls,
+        name: str,
+        *,
+        gpu_count: int,
+        gpu_memory_gib: int,
+        vcpus: int,
+        memory_gib: int,
+        local_nvme_gb: int = 0,
+        gpu_model: str = "custom GPU",
+        cuda_total_mib: int | None = None,
+    ) -> InstanceType:
+        """An instance type the catalog lacks, from the figures AWS publishes for it (EC2 instance type
+        page). ``cuda_total_mib`` (what ``torch.cuda.mem_get_info()`` reports) defaults to 91 % of the
+        advertised GPU memory: below every GPU measured in the catalog, so sizing errs on "does not fit"."""
+        if min(gpu_count, gpu_memory_gib, vcpus, memory_gib) < 1 or local_nvme_gb < 0:
+            raise SizingError(f"instance type {name!r}: gpu_count, gpu_memory_gib, vcpus and memory_gib must be >= 1")
+        total = cuda_total_mib if cuda_total_mib is not None else int(gpu_memory_gib * 1024 * 0.91)
+        return cls(
+            name=name,
+            family=name.rsplit(".", 1)[0],
+            gpu=Gpu(model=gpu_model, memory_gib=gpu_memory_gib, cuda_total_mib=total),
+            gpu_count=gpu_count,
+            vcpus=vcpus,
+            memory_gib=memory_gib,
+            local_nvme_gb=local_nvme_gb,
+        )
+
     @property
     def has_local_nvme(self) -> bool:
         return self.local_nvme_gb > 0

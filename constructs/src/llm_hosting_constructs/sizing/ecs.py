@@ -21,7 +21,7 @@ from __future__ import annotations
 from math import floor
 from typing import Final
 
-from .catalog import SizingError, get_instance
+from .catalog import InstanceType, SizingError, get_instance
 
 CPU_UNITS_PER_VCPU: Final = 1024
 REGISTERED_MEMORY_FRACTION: Final = 0.96
@@ -34,10 +34,12 @@ the estimate here and what the agent registers subtract the same figure.
 
 
 def instance_registered_resources(
-    instance_type: str, *, reserved_memory_mib: int = ECS_RESERVED_MEMORY_MIB
+    instance_type: str | InstanceType, *, reserved_memory_mib: int = ECS_RESERVED_MEMORY_MIB
 ) -> tuple[int, int]:
-    """``(cpu_units, memory_mib)`` that an EC2 instance of this type registers with ECS (see module doc)."""
-    instance = get_instance(instance_type)
+    """``(cpu_units, memory_mib)`` that an EC2 instance of this type (a catalog name, or one described
+    with ``InstanceType.describe``) registers with ECS (see module doc)."""
+    instance = get_instance(instance_type) if isinstance(instance_type, str) else instance_type
+    instance_type = instance.name
     if instance.is_sagemaker:
         raise SizingError(
             f"{instance_type} is a SageMaker instance type; ECS runs on EC2 types such as {instance_type[3:]}"
@@ -63,7 +65,7 @@ def check_task_resources(
 
 
 def task_resources_problem(
-    instance_type: str,
+    instance_type: str | InstanceType,
     *,
     cpu_units: int | None,
     memory_mib: int | None,
@@ -71,6 +73,7 @@ def task_resources_problem(
 ) -> str | None:
     """The one-line reason a task does not fit the instance's registered resources, or None."""
     reg_cpu, reg_mem = instance_registered_resources(instance_type, reserved_memory_mib=reserved_memory_mib)
+    instance_type = instance_type if isinstance(instance_type, str) else instance_type.name
     over = []
     if cpu_units is not None and cpu_units > reg_cpu:
         over.append(f"CPU {cpu_units} units > {reg_cpu} registered")

@@ -216,9 +216,9 @@ def _compute(
     ecs_cpu: int | None = None
     ecs_mem: int | None = None
     if not instance.is_sagemaker:
-        ecs_cpu, ecs_mem = instance_registered_resources(instance.name, reserved_memory_mib=reserved_memory_mib)
+        ecs_cpu, ecs_mem = instance_registered_resources(instance, reserved_memory_mib=reserved_memory_mib)
         task_problem = task_resources_problem(
-            instance.name, cpu_units=task_cpu_units, memory_mib=task_memory_mib, reserved_memory_mib=reserved_memory_mib
+            instance, cpu_units=task_cpu_units, memory_mib=task_memory_mib, reserved_memory_mib=reserved_memory_mib
         )
         if task_problem:
             problem("task", task_problem)

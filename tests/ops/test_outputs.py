@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llm_hosting_constructs import outputs
+from llmhost import outputs
 
 
 def test_stack_name_is_env_dash_stack() -> None:
@@ -30,8 +30,20 @@ def test_outputs_module_does_not_import_aws_cdk() -> None:
     import subprocess
     import sys
 
-    code = "import sys, llm_hosting_constructs.outputs; print('aws_cdk' in sys.modules)"
+    code = "import sys, llmhost.outputs; print('aws_cdk' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+def test_the_construct_library_does_not_know_the_app() -> None:
+    """Stack names, output keys and the front door's key id are the app's (issue 14): not in the library."""
+    import importlib.util
+
+    from tests.cfn import ROOT
+
+    assert importlib.util.find_spec("llm_hosting_constructs.outputs") is None
+    library = "\n".join(p.read_text() for p in (ROOT / "constructs/src").rglob("*.py"))
+    for name in ("FRONTDOOR_KEY_ID", "frontdoor", "OUTPUT_STACK", "stack_name("):
+        assert name not in library, name

@@ -1,4 +1,7 @@
-"""Names shared by the stacks that write CloudFormation outputs and the tools that read them.
+"""Names shared by the app's stacks that write CloudFormation outputs and ``llmhost``, which reads them.
+
+They are the app's, not the construct library's: another team's app names its own stacks. The
+stacks import them from here (``from llmhost import outputs``): ``make install`` installs this package.
 
 The stacks (``stacks/``) create ``CfnOutput``s with these keys; the ops CLI
 (``llmhost``) finds a deployed environment by reading them back with
