@@ -149,6 +149,8 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         stop_timeout_s=stop_timeout_s,
         cloudwatch_agent_config=gpu_metrics.agent_config(),
         prewarm_source_s3_uri=ecs.model_s3_uri,
+        # Only where the stack is never deleted: the protection ECS leaves behind blocks deleting the ASG.
+        managed_termination_protection=cfg.retain_stateful,
     )
 
 

@@ -28,7 +28,7 @@ from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
 from llm_hosting_constructs.internal_alb import InternalAlb
-from llm_hosting_constructs.prewarm import ModelPrewarm
+from llm_hosting_constructs.prewarm import ModelCacheFill, ModelPrewarm
 from llm_hosting_constructs.vllm import VllmSettings, vllm_environment, vllm_serve_args
 from stacks.model_cache import ModelCacheStack
 
@@ -63,6 +63,7 @@ class ServingSettings:
     stop_timeout_s: int = 120
     cloudwatch_agent_config: Mapping[str, Any] | None = None
     prewarm_source_s3_uri: str | None = None
+    managed_termination_protection: bool = True
 
 
 class ServingStack(Stack):
@@ -97,6 +98,7 @@ class ServingStack(Stack):
             root_volume_gib=s.root_volume_gib,
             container_stop_timeout=Duration.seconds(s.stop_timeout_s),
             cloudwatch_agent_config=s.cloudwatch_agent_config,
+            managed_termination_protection=s.managed_termination_protection,
         )
         self.cluster = gpu.cluster
         self.auto_scaling_group = gpu.auto_scaling_group
@@ -105,11 +107,7 @@ class ServingStack(Stack):
         # Local views of the stateful stack's secrets: a grant on them goes into this stack's role
         # policies (never into the other stack's key policy, which would make the stacks depend on
         # each other both ways); decrypting with the key is granted below, through Secrets Manager only.
-        hf_token = (
-            secretsmanager.Secret.from_secret_complete_arn(self, "HfToken", cache.secrets.hf_token.secret_arn)
-            if cache.secrets.hf_token_created
-            else cache.secrets.hf_token
-        )
+        hf_token = cache.secrets.hf_token  # an existing secret by name (no cross-stack export), or None
         api_keys = secretsmanager.Secret.from_secret_complete_arn(self, "ApiKeys", cache.secrets.api_keys.secret_arn)
         task = InferenceTask(
             self,
@@ -189,8 +187,11 @@ class ServingStack(Stack):
             auto_scaling_group=self.auto_scaling_group,
         )
         self.service = inference.service
+        gpu.depend_on_capacity(self.service)
         self.service_security_group = inference.security_group
-        cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+        self.service.node.add_dependency(
+            cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+        )
 
         prewarm = ModelPrewarm(
             self,
@@ -209,6 +210,18 @@ class ServingStack(Stack):
             source_s3_uri=s.prewarm_source_s3_uri,
         )
         self.prewarm = prewarm
+        # The first deploy (and every model or revision change) fills the cache before the service
+        # starts or rolls: vLLM reads it offline, and its tasks never wait on a download.
+        self.cache_fill = ModelCacheFill(
+            self,
+            "CacheFill",
+            prewarm=prewarm,
+            cluster=self.cluster,
+            log_retention=s.log_retention,
+            log_key=cache.key,
+            log_removal_policy=removal_policy,
+        )
+        self.service.node.add_dependency(self.cache_fill.resource)
         for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):
             role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -35,6 +35,14 @@ class GpuCluster(Construct):
     100 %: one task per GPU host), managed termination protection and managed draining, and
     Container Insights with enhanced observability.
 
+    ``managed_termination_protection=False`` is for environments that are torn down: deleting the
+    capacity provider leaves ECS's scale-in protection on the instances, and CloudFormation then
+    cannot delete the Auto Scaling group (docs/deploy-order.md). Managed draining still stops
+    tasks gracefully before an instance terminates.
+
+    ``depend_on_capacity(resource)`` orders a service after the cluster's capacity-provider
+    association, so it is created after it and deleted before it ("capacity provider is in use").
+
     The ASG's own size is left to the capacity provider: ``min`` 0, ``max`` = ``max_instances``,
     no desired count (a deploy never resets it).
 
@@ -56,6 +64,7 @@ class GpuCluster(Construct):
         container_stop_timeout: Duration = Duration.seconds(120),
         cluster_name: str | None = None,
         cloudwatch_agent_config: Mapping[str, Any] | None = None,
+        managed_termination_protection: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         instance = get_instance(instance_type)  # raises SizingError for an unknown type
@@ -133,7 +142,9 @@ class GpuCluster(Construct):
             launch_template=self.launch_template,
             min_capacity=0,
             max_capacity=max_instances,
-            new_instances_protected_from_scale_in=True,
+            # ECS clears an instance's protection only while its capacity provider exists: with managed
+            # termination protection off, protected instances would never scale in (or be deleted).
+            new_instances_protected_from_scale_in=managed_termination_protection,
             health_checks=autoscaling.HealthChecks.ec2(grace_period=Duration.minutes(10)),
             capacity_rebalance=False,
         )
@@ -149,7 +160,7 @@ class GpuCluster(Construct):
             "CapacityProvider",
             auto_scaling_group=self.auto_scaling_group,
             enable_managed_scaling=True,
-            enable_managed_termination_protection=True,
+            enable_managed_termination_protection=managed_termination_protection,
             enable_managed_draining=True,
             target_capacity_percent=100,
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
@@ -191,3 +202,11 @@ class GpuCluster(Construct):
                     "cloudwatch:PutMetricData limited to its namespace).",
                 )
             )
+
+    def depend_on_capacity(self, dependent: Construct) -> None:
+        """Make ``dependent`` (an ECS service) depend on the cluster and its capacity-provider association.
+
+        CDK creates the ``AWS::ECS::ClusterCapacityProviderAssociations`` resource under the cluster
+        construct at synth (an aspect), so a dependency on the cluster construct covers it.
+        """
+        dependent.node.add_dependency(self.cluster)
