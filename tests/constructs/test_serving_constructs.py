@@ -123,7 +123,7 @@ def test_existing_hf_token_is_referenced_not_created() -> None:
     s, vpc = stack()
     cache = ModelCache(s, "C", vpc=vpc, subnets=PRIVATE)
     secrets = ServingSecrets(s, "Sec", key=cache.key, existing_hf_token_secret_name="team/hf-token")
-    assert not secrets.hf_token_created
+    assert secrets.hf_token is not None and "team/hf-token" in secrets.hf_token.secret_arn
     descriptions = [r["Properties"]["Description"] for r in Template.from_stack(s).find_resources("AWS::SecretsManager::Secret").values()]
     assert len(descriptions) == 1 and "Gateway API keys" in descriptions[0]
 

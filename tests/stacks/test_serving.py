@@ -101,10 +101,9 @@ def test_asg_in_private_subnets_scaled_by_the_capacity_provider(templates: dict,
     assert len(asg["VPCZoneIdentifier"]) == len(CONFIG[env]["availability_zones"])
     assert asg["MinSize"] == "0" and "DesiredCapacity" not in asg
     assert asg["MaxSize"] == str(ecs_cfg(env)["max_capacity"] + 1)  # room for a rolling deployment
-    assert asg["NewInstancesProtectedFromScaleIn"] is True
+    assert asg["NewInstancesProtectedFromScaleIn"] is CONFIG[env]["retain_stateful"]  # see the teardown test below
     provider = only(t, "AWS::ECS::CapacityProvider")["Properties"]["AutoScalingGroupProvider"]
     assert provider["ManagedScaling"]["Status"] == "ENABLED"
-    assert provider["ManagedTerminationProtection"] == "ENABLED"
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
@@ -158,8 +157,13 @@ def test_hf_token_is_an_ecs_secret_never_plaintext(templates: dict, env: str) ->
     for task in (inference_task(t), prewarm_task(t)):
         for c in task["ContainerDefinitions"]:
             assert "HF_TOKEN" not in env_of(c)
-    secrets = {s["Name"]: s["ValueFrom"] for s in container(t, "vllm")["Secrets"]}
-    assert "HF_TOKEN" in secrets and f"{env}-{outputs.MODEL_CACHE}" in json.dumps(secrets["HF_TOKEN"])
+    name = ecs_cfg(env).get("hf_token_secret_name")
+    for c in (container(t, "vllm"), prewarm_task(t)["ContainerDefinitions"][0]):
+        secrets = {s["Name"]: s["ValueFrom"] for s in c.get("Secrets", [])}
+        if name is None:  # a public or S3-staged model: no token at all (the Hub rejects an invalid one)
+            assert "HF_TOKEN" not in secrets
+        else:  # the secret created before the deploy, by name: no export from another stack
+            assert f":secret:{name}" in json.dumps(secrets["HF_TOKEN"]) and "ImportValue" not in json.dumps(secrets)
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
@@ -261,7 +265,7 @@ def test_streams_drain_before_stop_timeout(templates: dict, env: str) -> None:
 @pytest.mark.parametrize("env", ECS_ENVS)
 def test_log_groups_have_retention_and_kms(templates: dict, env: str) -> None:
     groups = resources(serving(templates, env), "AWS::Logs::LogGroup").values()
-    assert len(groups) == 3  # vllm, gateway, pre-warm
+    assert len(groups) == 4  # vllm, gateway, pre-warm task, pre-warm custom resource (handlers + waiter)
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == ecs_cfg(env).get("log_retention_days", 90)
         assert "ModelCacheKey" in json.dumps(group["Properties"]["KmsKeyId"])
@@ -471,7 +475,7 @@ def test_prewarm_task_downloads_the_pinned_revision_into_efs(templates: dict, en
     assert c["EntryPoint"] == ["python3", "-c"] and "snapshot_download" in c["Command"][0]
     assert c["Image"] == container(serving(templates, env), "vllm")["Image"]
     assert c["MountPoints"][0]["ReadOnly"] is False
-    assert {s["Name"] for s in c["Secrets"]} == {"HF_TOKEN"}
+    assert {s["Name"] for s in c.get("Secrets", [])} == ({"HF_TOKEN"} if ecs_cfg(env).get("hf_token_secret_name") else set())
     assert task["Volumes"][0]["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
 
 
@@ -567,3 +571,108 @@ def test_prewarm_copies_from_s3_where_configured_reading_only_that_prefix(templa
     assert set(actions) == {"s3:GetObject", "s3:ListBucket"}
     assert f"{bucket}/{prefix}*" in json.dumps(actions["s3:GetObject"]["Resource"])
     assert actions["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+
+
+# --------------------------------------------------------------------------- deploy and delete order (issue 11)
+
+
+def depends_on(resource: dict) -> set[str]:
+    value = resource.get("DependsOn", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def service(t: dict) -> dict:
+    return only(t, "AWS::ECS::Service")
+
+
+def cache_fill(t: dict) -> tuple[str, dict]:
+    ((logical_id, fill),) = resources(t, "Custom::ModelCacheFill").items()
+    return logical_id, fill
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_starts_only_after_the_cache_is_filled(templates: dict, env: str) -> None:
+    """First deploy: CloudFormation creates the service (DesiredCount >= 1, vLLM offline) only after the
+    custom resource has run the pre-warm task to exit 0; before issue 11 nothing ran it at all."""
+    t = serving(templates, env)
+    logical_id, fill = cache_fill(t)
+    assert logical_id in depends_on(service(t))
+    props = fill["Properties"]
+    assert (props["ModelId"], props["Revision"]) == (CONFIG[env]["model"]["id"], CONFIG[env]["model"]["revision"])
+    assert props["SourceUri"] == (ecs_cfg(env).get("model_s3_uri") or "")
+    # The task it runs is the pre-warm task definition of this stack, on this cluster.
+    (prewarm_id,) = [k for k, r in resources(t, "AWS::ECS::TaskDefinition").items() if "FARGATE" in r["Properties"]["RequiresCompatibilities"]]
+    assert props["TaskDefinition"] == {"Ref": prewarm_id}
+    assert props["Cluster"] == {"Ref": only_id(t, "AWS::ECS::Cluster")}
+
+
+def only_id(t: dict, type_: str) -> str:
+    (logical_id,) = resources(t, type_)
+    return logical_id
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_fill_runs_after_everything_its_task_needs(templates: dict, env: str) -> None:
+    """The task mounts EFS through the NFS rule for its security group and writes with its role's policy."""
+    t = serving(templates, env)
+    _, fill = cache_fill(t)
+    needs = depends_on(fill)
+    ingress = [k for k, r in resources(t, "AWS::EC2::SecurityGroupIngress").items() if k.startswith("NfsFrom") and "Prewarm" in k]
+    assert len(ingress) == 1 and ingress[0] in needs
+    assert {k for k in resources(t, "AWS::IAM::Policy") if k.startswith("PrewarmTaskRole")} <= needs
+    assert {k for k in resources(t, "AWS::IAM::Policy") if k.startswith("PrewarmTaskDefinitionExecutionRole")} <= needs
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_waits_for_its_own_nfs_rule(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    (rule,) = [k for k in resources(t, "AWS::EC2::SecurityGroupIngress") if k.startswith("NfsFrom") and "Serving" in k]
+    assert rule in depends_on(service(t))
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_fill_polls_for_cloudformations_full_hour(templates: dict, env: str) -> None:
+    """Provider framework: is_complete every 30 s, for at most 1 h (its and CloudFormation's ceiling)."""
+    machine = only(serving(templates, env), "AWS::StepFunctions::StateMachine")["Properties"]
+    definition = json.dumps(machine["DefinitionString"])
+    assert '\\"IntervalSeconds\\":30' in definition and '\\"MaxAttempts\\":120' in definition
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_fill_handlers_may_run_only_this_task_on_this_cluster(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    statements = [
+        s for k, r in resources(t, "AWS::IAM::Policy").items() if k.startswith("CacheFillOnEvent")
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (run,) = [s for s in statements if s["Action"] == "ecs:RunTask"]
+    (prewarm_id,) = [k for k, r in resources(t, "AWS::ECS::TaskDefinition").items() if "FARGATE" in r["Properties"]["RequiresCompatibilities"]]
+    assert run["Resource"] == {"Ref": prewarm_id}
+    assert run["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": [only_id(t, "AWS::ECS::Cluster"), "Arn"]}
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert all(s["Action"] != "*" and s.get("Resource") != "*" for s in statements)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_is_created_after_and_deleted_before_the_capacity_provider_association(
+    templates: dict, env: str
+) -> None:
+    """Without this DependsOn, CloudFormation may delete the association while the service still uses the
+    capacity provider ("The specified capacity provider is in use"); issue 11 point 5."""
+    t = serving(templates, env)
+    assert only_id(t, "AWS::ECS::ClusterCapacityProviderAssociations") in depends_on(service(t))
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_scale_in_protection_only_where_the_stack_is_never_deleted(templates: dict, env: str) -> None:
+    """ECS leaves its scale-in protection on the instances when the capacity provider is deleted, and the
+    Auto Scaling group then cannot be deleted: environments that are torn down run without it."""
+    t = serving(templates, env)
+    retained = CONFIG[env]["retain_stateful"]
+    provider = only(t, "AWS::ECS::CapacityProvider")["Properties"]["AutoScalingGroupProvider"]
+    assert provider["ManagedTerminationProtection"] == ("ENABLED" if retained else "DISABLED")
+    assert provider["ManagedDraining"] == "ENABLED"  # tasks still drain before an instance goes
+    asg = only(t, "AWS::AutoScaling::AutoScalingGroup")["Properties"]
+    assert asg.get("NewInstancesProtectedFromScaleIn", False) is retained

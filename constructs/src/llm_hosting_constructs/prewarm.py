@@ -227,6 +227,15 @@ class ModelCacheFill(Construct):
             self, "Logs", retention=log_retention, encryption_key=log_key, removal_policy=log_removal_policy
         )
         code = lambda_.Code.from_asset(str(RUNNER_CODE))
+
+        def role(name: str, description: str) -> iam.Role:
+            # Own roles instead of the AWSLambdaBasicExecutionRole managed policy: logs to this group only.
+            created = iam.Role(
+                self, name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
+            )
+            self.log_group.grant_write(created)
+            return created
+
         functions = {}
         for name, handler in (("OnEvent", "handler.on_event"), ("IsComplete", "handler.is_complete")):
             functions[name] = lambda_.Function(
@@ -236,6 +245,7 @@ class ModelCacheFill(Construct):
                 architecture=lambda_.Architecture.ARM_64,
                 code=code,
                 handler=handler,
+                role=role(f"{name}Role", f"Model pre-warm on deploy: {handler}"),
                 timeout=Duration.minutes(1),
                 memory_size=256,
                 log_group=self.log_group,
@@ -278,6 +288,10 @@ class ModelCacheFill(Construct):
             total_timeout=total_timeout,
             query_interval=query_interval,
             log_group=self.log_group,
+            framework_on_event_role=role("FrameworkOnEventRole", "CDK Provider framework: onEvent"),
+            framework_complete_and_timeout_role=role(
+                "FrameworkCompleteRole", "CDK Provider framework: isComplete and onTimeout"
+            ),
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
@@ -340,8 +354,6 @@ class ModelCacheFill(Construct):
         findings = {f"AwsSolutions-IAM5[Resource::{resource}]": reason for resource, reason in wildcards.items()}
         findings.update(
             {
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
-                "AWS's minimal Lambda logging policy on the pre-warm handlers and CDK's Provider framework functions.",
                 "AwsSolutions-L1": "CDK's Provider framework functions run the Node.js runtime CDK pins for them; the "
                 "pre-warm handlers use the newest Python runtime.",
                 "AwsSolutions-IAM5[Resource::*]": "The waiter state machine's log delivery (logs:CreateLogDelivery, "
