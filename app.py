@@ -8,12 +8,16 @@ Config is turned into construct props here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
 
 from config.schema import (
     CONFIG_DIR,
@@ -24,7 +28,7 @@ from config.schema import (
     sagemaker_token_limits,
 )
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import gpu_metrics, outputs, sagemaker_container
+from llm_hosting_constructs import gpu_metrics, outputs, parameters, sagemaker_container
 from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
@@ -38,7 +42,7 @@ from llm_hosting_constructs.signals import (
 )
 from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
-from stacks.api import ApiStack
+from stacks.api import AlbBackend, ApiStack
 from stacks.model_cache import ModelCacheStack
 from stacks.monitoring import MonitoringStack
 from stacks.network import NetworkStack
@@ -178,6 +182,7 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         subnets=network.workload_subnets,
         cache=cache,
         settings=serving_settings(cfg),
+        environment=cfg.name,
         removal_policy=_removal(cfg),
     )
 
@@ -257,14 +262,21 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
 def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, serving: ServingStack) -> ApiStack:
     """The public front door: REST API -> VPC link v2 -> the serving stack's internal ALB."""
     domain = cfg.api.custom_domain
-    return ApiStack(
+    api = ApiStack(
         stage,
         outputs.API,
         description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
         vpc=network.vpc,
         subnets=network.workload_subnets,
-        frontdoor_security_group=serving.frontdoor_security_group,
-        listener=serving.listener,
+        backend=AlbBackend(
+            load_balancer_arn_parameter=parameters.name(cfg.name, parameters.ALB_ARN),
+            dns_name_parameter=parameters.name(cfg.name, parameters.ALB_DNS_NAME),
+            security_group_id_parameter=parameters.name(cfg.name, parameters.ALB_SECURITY_GROUP_ID),
+            frontdoor_security_group_id_parameter=parameters.name(cfg.name, parameters.FRONTDOOR_SECURITY_GROUP_ID),
+            port=int(serving.listener.port),
+            https=serving.listener.protocol == elbv2.ApplicationProtocol.HTTPS,
+        ),
+        environment=cfg.name,
         tenants=[
             TenantPlan(
                 name=t.name,
@@ -290,6 +302,8 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         hosted_zone_id=domain.hosted_zone_id if domain else None,
         hosted_zone_name=domain.hosted_zone_name if domain else None,
     )
+    api.add_stack_dependency(serving, "reads the internal ALB from SSM parameters at deploy")
+    return api
 
 
 def build_monitoring(
@@ -300,43 +314,61 @@ def build_monitoring(
     serving: ServingStack | None,
     sagemaker: SageMakerStack | None,
 ) -> MonitoringStack:
-    """Alarms, the paging composite and the dashboard over whatever this environment deploys."""
-    signals = ServiceSignals(
-        api=api.front_door.signals() if api else None,
-        load_balancer=(
-            LoadBalancerRef(serving.alb.load_balancer_full_name, serving.target_group.target_group_full_name)
-            if serving
-            else None
-        ),
-        ecs=EcsServiceRef(serving.cluster.cluster_name, serving.service.service_name) if serving else None,
-        gpu_utilization=(
-            gpu_metrics.utilization_metric(serving.auto_scaling_group.auto_scaling_group_name) if serving else None
-        ),
-        gateway=(
-            GatewayMetricNames(
-                namespace=contract.METRICS_NAMESPACE,
-                dimensions=serving.metric_dimensions(),
-                requests=contract.METRIC_REQUESTS,
-                errors=contract.METRIC_ERRORS,
-                ttft=contract.METRIC_TTFT,
-                latency=contract.METRIC_LATENCY,
-                queue_depth=contract.METRIC_QUEUE_DEPTH,
-                in_flight=contract.METRIC_IN_FLIGHT,
-            )
-            if serving
-            else None
-        ),
-        sagemaker=(
-            SageMakerRef(
-                endpoint_name=sagemaker.endpoint_name,
-                variant_name=sagemaker.variant_name,
-                gpus_per_instance=get_instance(cfg.sagemaker.instance_type).gpu_count,
-            )
-            if sagemaker is not None and cfg.sagemaker is not None
-            else None
-        ),
-    )
-    return MonitoringStack(
+    """Alarms, the paging composite and the dashboard over whatever this environment deploys.
+
+    The serving and api stacks' names and ids are read at deploy from the SSM parameters those stacks
+    write (``parameters.name``), never imported: a replaced ALB or service updates the alarms.
+    """
+
+    def signals(scope: Construct) -> ServiceSignals:
+        def read(key: str) -> str:
+            return ssm.StringParameter.value_for_string_parameter(scope, parameters.name(cfg.name, key))
+
+        return ServiceSignals(
+            api=(
+                dataclasses.replace(api.front_door.signals(), api_id=read(parameters.REST_API_ID))
+                if api
+                else None
+            ),
+            load_balancer=(
+                LoadBalancerRef(read(parameters.ALB_FULL_NAME), read(parameters.TARGET_GROUP_FULL_NAME))
+                if serving
+                else None
+            ),
+            ecs=(
+                EcsServiceRef(read(parameters.ECS_CLUSTER_NAME), read(parameters.ECS_SERVICE_NAME))
+                if serving
+                else None
+            ),
+            gpu_utilization=(
+                gpu_metrics.utilization_metric(read(parameters.ASG_NAME)) if serving else None
+            ),
+            gateway=(
+                GatewayMetricNames(
+                    namespace=contract.METRICS_NAMESPACE,
+                    dimensions=serving.metric_dimensions(),
+                    requests=contract.METRIC_REQUESTS,
+                    errors=contract.METRIC_ERRORS,
+                    ttft=contract.METRIC_TTFT,
+                    latency=contract.METRIC_LATENCY,
+                    queue_depth=contract.METRIC_QUEUE_DEPTH,
+                    in_flight=contract.METRIC_IN_FLIGHT,
+                )
+                if serving
+                else None
+            ),
+            sagemaker=(
+                SageMakerRef(
+                    endpoint_name=sagemaker.endpoint_name,
+                    variant_name=sagemaker.variant_name,
+                    gpus_per_instance=get_instance(cfg.sagemaker.instance_type).gpu_count,
+                )
+                if sagemaker is not None and cfg.sagemaker is not None
+                else None
+            ),
+        )
+
+    monitoring = MonitoringStack(
         stage,
         outputs.MONITORING,
         description=f"llm-hosting {cfg.name}: alarms, paging composite alarm, on-call dashboard",
@@ -348,6 +380,11 @@ def build_monitoring(
         scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
         removal_policy=_removal(cfg),
     )
+    # No references between the stacks any more: the deploy order is explicit.
+    for earlier in (serving, api, sagemaker):
+        if earlier is not None:
+            monitoring.add_stack_dependency(earlier, "reads its names and ids from SSM parameters at deploy")
+    return monitoring
 
 
 def build_app() -> cdk.App:

@@ -19,11 +19,12 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct
 
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import outputs
+from llm_hosting_constructs import outputs, parameters
 from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
@@ -76,6 +77,7 @@ class ServingStack(Stack):
         subnets: ec2.SubnetSelection,
         cache: ModelCacheStack,
         settings: ServingSettings,
+        environment: str,
         removal_policy: RemovalPolicy,
         **kwargs,
     ) -> None:
@@ -234,6 +236,27 @@ class ServingStack(Stack):
                 # An ECR pull-through cache creates the repository and imports the upstream image on the
                 # first pull, with the puller's permissions: scoped to this one repository.
                 self.vllm_repository.grant(role, "ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+
+        # What the api and monitoring stacks read at deploy: SSM parameters, never exports, so that a
+        # replaced ALB, target group, security group or service updates them instead of failing.
+        for key, value in {
+            parameters.ALB_ARN: self.alb.load_balancer_arn,
+            parameters.ALB_DNS_NAME: self.alb.load_balancer_dns_name,
+            parameters.ALB_SECURITY_GROUP_ID: self.alb_security_group.security_group_id,
+            parameters.ALB_FULL_NAME: self.alb.load_balancer_full_name,
+            parameters.TARGET_GROUP_FULL_NAME: self.target_group.target_group_full_name,
+            parameters.FRONTDOOR_SECURITY_GROUP_ID: self.frontdoor_security_group.security_group_id,
+            parameters.ECS_CLUSTER_NAME: self.cluster.cluster_name,
+            parameters.ECS_SERVICE_NAME: self.service.service_name,
+            parameters.ASG_NAME: self.auto_scaling_group.auto_scaling_group_name,
+        }.items():
+            ssm.StringParameter(
+                self,
+                f"Parameter-{key}",
+                parameter_name=parameters.name(environment, key),
+                string_value=value,
+                description=f"llm-hosting {environment}: {key} of the serving stack, read by later stacks at deploy",
+            )
 
         CfnOutput(self, outputs.CLUSTER_NAME, value=self.cluster.cluster_name, description="ECS cluster")
         CfnOutput(self, outputs.SERVICE_NAME, value=self.service.service_name, description="vLLM + gateway service")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from config.schema import load_all
-from llm_hosting_constructs import outputs
+from llm_hosting_constructs import outputs, parameters
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
 from tests.cfn import ENVIRONMENTS, only, resources
@@ -50,6 +50,13 @@ def test_only_the_declared_routes_exist(templates: dict, env: str) -> None:
     assert set(routes(api(templates, env))) == expected
 
 
+def ssm_parameter(t: dict, value: dict) -> str:
+    """The SSM parameter name behind ``{"Ref": <template parameter>}`` (read at deploy, not imported)."""
+    parameter = t["Parameters"][value["Ref"]]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    return parameter["Default"]
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_integration_is_private_via_vpc_link_v2_to_the_serving_alb(templates: dict, env: str) -> None:
     t = api(templates, env)
@@ -60,23 +67,24 @@ def test_integration_is_private_via_vpc_link_v2_to_the_serving_alb(templates: di
         assert integration["ConnectionType"] == "VPC_LINK"
         assert integration["ConnectionId"] == {"Ref": link_id}
         assert integration["IntegrationHttpMethod"] == method["HttpMethod"]
-        target = json.dumps(integration["IntegrationTarget"])
-        assert "Fn::ImportValue" in target and "serving" in target and "Alb" in target
+        assert ssm_parameter(t, integration["IntegrationTarget"]) == parameters.name(env, parameters.ALB_ARN)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_vpc_link_uses_the_serving_front_door_security_group(templates: dict, env: str) -> None:
-    link = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]
+    t = api(templates, env)
+    link = only(t, "AWS::ApiGatewayV2::VpcLink")["Properties"]
     (group,) = link["SecurityGroupIds"]
-    assert "FrontdoorSecurityGroup" in json.dumps(group)
+    assert ssm_parameter(t, group) == parameters.name(env, parameters.FRONTDOOR_SECURITY_GROUP_ID)
     assert len(link["SubnetIds"]) == len(CONFIG[env].availability_zones)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_backend_uri_is_the_route_path_without_stage(templates: dict, env: str) -> None:
-    for route, method in routes(api(templates, env)).items():
+    t = api(templates, env)
+    for route, method in routes(t).items():
         parts = method["Integration"]["Uri"]["Fn::Join"][1]
-        assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1])
+        assert parts[0] == "http://" and ssm_parameter(t, parts[1]) == parameters.name(env, parameters.ALB_DNS_NAME)
         assert parts[2] == f":80{route.split(' ')[1]}", route
         assert f"/{env}" not in parts[2]
 
@@ -182,12 +190,13 @@ def test_no_custom_domain_unless_configured(templates: dict, env: str) -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_alb_accepts_traffic_only_from_the_vpc_link_group(templates: dict, env: str) -> None:
-    """The VPC link's security group is the one the serving stack exports, and the ALB's only ingress source."""
+    """The VPC link's security group is the one the serving stack publishes, and the ALB's only ingress source."""
     serving = templates[env][outputs.stack_name(env, outputs.SERVING)]
-    (link_group,) = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]["SecurityGroupIds"]
-    export_name = link_group["Fn::ImportValue"]
-    (exported,) = [o["Value"] for o in serving["Outputs"].values() if o.get("Export", {}).get("Name") == export_name]
-    frontdoor_group = exported["Fn::GetAtt"][0]
+    t = api(templates, env)
+    (link_group,) = only(t, "AWS::ApiGatewayV2::VpcLink")["Properties"]["SecurityGroupIds"]
+    name = ssm_parameter(t, link_group)
+    (published,) = [r["Properties"]["Value"] for r in resources(serving, "AWS::SSM::Parameter").values() if r["Properties"]["Name"] == name]
+    frontdoor_group = published["Fn::GetAtt"][0]
     (alb,) = resources(serving, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     alb_groups = {g["Fn::GetAtt"][0] for g in alb["Properties"]["SecurityGroups"]}
     inline = [r for g in alb_groups for r in serving["Resources"][g]["Properties"].get("SecurityGroupIngress", [])]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from containers.gateway.app.core import contract
-from llm_hosting_constructs import outputs
+from llm_hosting_constructs import outputs, parameters
 from llm_hosting_constructs.sizing import instance_registered_resources
 from tests.cfn import ENVIRONMENTS, ROOT, only, resources
 
@@ -676,3 +676,78 @@ def test_scale_in_protection_only_where_the_stack_is_never_deleted(templates: di
     assert provider["ManagedDraining"] == "ENABLED"  # tasks still drain before an instance goes
     asg = only(t, "AWS::AutoScaling::AutoScalingGroup")["Properties"]
     assert asg.get("NewInstancesProtectedFromScaleIn", False) is retained
+
+
+# --------------------------------------------------------------------------- update-safe stack boundaries (issue 11)
+
+
+def manifest_dependencies(cdk_out, env: str) -> dict[str, set[str]]:
+    """{stack display name: display names of the stacks it depends on} from the cloud assembly."""
+    manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
+    stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
+    return {
+        a["displayName"].split("/")[1]: {stacks[d]["displayName"].split("/")[1] for d in a.get("dependencies", []) if d in stacks}
+        for a in stacks.values()
+    }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_stack_imports_what_the_serving_or_api_stack_exports(templates: dict, env: str) -> None:
+    """A replaced ALB, target group, security group or service used to fail the serving stack's update with
+    "Export ... cannot be updated as it is in use" (issue 11 point 6): nothing imports from them now."""
+    for name, template in templates[env].items():
+        text = json.dumps(template)
+        for producer in (outputs.SERVING, outputs.API):
+            assert f'"Fn::ImportValue": "{env}-{producer}:' not in text, f"{name} imports from {env}-{producer}"
+    for producer in (outputs.SERVING, outputs.API):
+        stack = templates[env].get(f"{env}-{producer}", {})
+        assert not [k for k, o in stack.get("Outputs", {}).items() if "Export" in o], f"{env}-{producer} exports"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_parameter_a_stack_reads_is_written_by_a_stack_deployed_before_it(templates: dict, cdk_out, env: str) -> None:
+    depends = manifest_dependencies(cdk_out, env)
+    written = {
+        r["Properties"]["Name"]: stack.removeprefix(f"{env}-")
+        for stack, t in templates[env].items()
+        for r in resources(t, "AWS::SSM::Parameter").values()
+    }
+    read_somewhere = 0
+    for stack, t in templates[env].items():
+        reader = stack.removeprefix(f"{env}-")
+        for logical_id, p in t.get("Parameters", {}).items():
+            if logical_id == "BootstrapVersion":
+                continue
+            assert p["Type"] == "AWS::SSM::Parameter::Value<String>", f"{stack}.{logical_id}"
+            assert p["Default"] in written, f"{stack} reads {p['Default']}, which no stack writes"
+            assert written[p["Default"]] in depends[reader], f"{stack} may deploy before {written[p['Default']]}"
+            # No description: the CDK CLI then never skips this stack, so a changed value always reaches it.
+            assert "[cdk:skip]" not in p.get("Description", "")
+            read_somewhere += 1
+    if "ecs" in CONFIG[env].get("backends", ["ecs"]):
+        assert read_somewhere >= 10  # api: ALB arn/dns/group + front-door group; monitoring: 6 names and ids
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_deploy_order_is_explicit(cdk_out, env: str) -> None:
+    depends = manifest_dependencies(cdk_out, env)
+    assert {outputs.NETWORK, outputs.MODEL_CACHE} <= depends[outputs.SERVING]
+    assert outputs.SERVING in depends[outputs.API]
+    assert {outputs.SERVING, outputs.API} <= depends[outputs.MONITORING]
+    if "sagemaker" in CONFIG[env]["backends"]:
+        assert outputs.SAGEMAKER in depends[outputs.MONITORING]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_serving_stack_publishes_what_the_others_read(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    published = {r["Properties"]["Name"]: r["Properties"]["Value"] for r in resources(t, "AWS::SSM::Parameter").values()}
+    (alb,) = resources(t, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    (group,) = resources(t, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert published[parameters.name(env, parameters.ALB_ARN)] == {"Ref": alb}
+    assert published[parameters.name(env, parameters.ALB_DNS_NAME)] == {"Fn::GetAtt": [alb, "DNSName"]}
+    assert published[parameters.name(env, parameters.ALB_FULL_NAME)] == {"Fn::GetAtt": [alb, "LoadBalancerFullName"]}
+    assert published[parameters.name(env, parameters.TARGET_GROUP_FULL_NAME)] == {"Fn::GetAtt": [group, "TargetGroupFullName"]}
+    assert published[parameters.name(env, parameters.ECS_SERVICE_NAME)] == {"Fn::GetAtt": [only_id(t, "AWS::ECS::Service"), "Name"]}
+    assert published[parameters.name(env, parameters.ECS_CLUSTER_NAME)] == {"Ref": only_id(t, "AWS::ECS::Cluster")}
+    assert published[parameters.name(env, parameters.ASG_NAME)] == {"Ref": only_id(t, "AWS::AutoScaling::AutoScalingGroup")}
