@@ -121,3 +121,16 @@ def test_size_shows_the_figures_of_a_config_that_fails_synth(
     # Every other command refuses the file with the loader's own line.
     r = llmhost("cost", "--env", "tight", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1")
     assert r.code == 1 and "tight.yaml: model.max_model_len:" in r.err
+
+
+def test_size_of_a_sagemaker_type_says_updates_need_twice_the_quota(llmhost: Callable[..., object]) -> None:
+    r = llmhost("size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--instance", "ml.g6e.2xlarge", "--max-model-len", "8192")
+    assert r.code == 0, r.err
+    text = " ".join(r.out.split())  # rich wraps long lines
+    assert "'ml.g6e.2xlarge for endpoint usage' quota must allow twice the instances in service" in text
+
+
+def test_size_of_an_ecs_type_has_no_sagemaker_quota_note(llmhost: Callable[..., object]) -> None:
+    r = llmhost("size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--instance", "g6e.2xlarge", "--max-model-len", "8192")
+    assert r.code == 0, r.err
+    assert "for endpoint usage" not in r.out
