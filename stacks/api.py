@@ -85,12 +85,13 @@ class ApiStack(Stack):
         def read(name: str) -> str:
             return ssm.StringParameter.value_for_string_parameter(self, name)
 
+        alb_security_group_id = read(backend.security_group_id_parameter)
         load_balancer = elbv2.ApplicationLoadBalancer.from_application_load_balancer_attributes(
             self,
             "Alb",
             load_balancer_arn=read(backend.load_balancer_arn_parameter),
             load_balancer_dns_name=read(backend.dns_name_parameter),
-            security_group_id=read(backend.security_group_id_parameter),
+            security_group_id=alb_security_group_id,
             security_group_allows_all_outbound=False,
         )
         self.front_door = LlmFrontDoor(
@@ -146,6 +147,12 @@ class ApiStack(Stack):
             description=f"llm-hosting {environment}: REST API id, read by the monitoring stack at deploy",
         )
         CfnOutput(self, outputs.API_URL, value=self.front_door.url, description="Invoke URL of the API")
+        CfnOutput(
+            self,
+            outputs.API_BACKEND_SECURITY_GROUP,
+            value=alb_security_group_id,
+            description="Security group of the internal ALB behind the VPC link, as read at this stack's last deploy",
+        )
         CfnOutput(
             self,
             outputs.API_KEY_IDS,

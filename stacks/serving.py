@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecr as ecr
@@ -189,9 +189,11 @@ class ServingStack(Stack):
             auto_scaling_group=self.auto_scaling_group,
         )
         self.service = inference.service
-        gpu.depend_on_capacity(self.service)
+        # Dependencies of the CfnService itself (not of its scaling resources, which reference it anyway).
+        service_resource: CfnResource = self.service.node.default_child  # type: ignore[assignment]
+        gpu.depend_on_capacity(service_resource)
         self.service_security_group = inference.security_group
-        self.service.node.add_dependency(
+        service_resource.add_dependency(
             cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
         )
 
@@ -223,7 +225,7 @@ class ServingStack(Stack):
             log_key=cache.key,
             log_removal_policy=removal_policy,
         )
-        self.service.node.add_dependency(self.cache_fill.resource)
+        service_resource.add_dependency(self.cache_fill.resource.node.default_child)  # type: ignore[arg-type]
         for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):
             role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -179,7 +179,8 @@ def test_outputs_are_the_url_and_key_ids_never_values(templates: dict, env: str)
     stage_id = next(iter(resources(t, "AWS::ApiGateway::Stage")))
     url = outs[outputs.API_URL]["Value"]["Fn::Join"][1]
     assert url[0] == "https://" and {"Ref": stage_id} in url and url[-1] == "/"
-    assert set(outs) - {outputs.API_URL, outputs.API_KEY_IDS} <= {k for k in outs if k.startswith("ExportsOutput")}
+    assert set(outs) == {outputs.API_URL, outputs.API_KEY_IDS, outputs.API_BACKEND_SECURITY_GROUP}  # no exports (issue 11)
+    assert ssm_parameter(t, outs[outputs.API_BACKEND_SECURITY_GROUP]["Value"]) == parameters.name(env, parameters.ALB_SECURITY_GROUP_ID)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

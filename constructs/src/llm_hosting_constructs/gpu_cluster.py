@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Validations
+import jsii
+from aws_cdk import Acknowledgment, Aspects, CfnResource, Duration, IAspect, Validations
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .checkov import skip_checkov
 from .sizing import ECS_RESERVED_MEMORY_MIB, get_instance
@@ -203,10 +204,28 @@ class GpuCluster(Construct):
                 )
             )
 
-    def depend_on_capacity(self, dependent: Construct) -> None:
-        """Make ``dependent`` (an ECS service) depend on the cluster and its capacity-provider association.
+    def depend_on_capacity(self, dependent: CfnResource) -> None:
+        """Make ``dependent`` (an ECS service's CfnService) depend on the cluster's capacity-provider association.
 
         CDK creates the ``AWS::ECS::ClusterCapacityProviderAssociations`` resource under the cluster
-        construct at synth (an aspect), so a dependency on the cluster construct covers it.
+        construct at synth (an aspect of the cluster), so the dependency is added by an aspect too,
+        when the association exists.
         """
-        dependent.node.add_dependency(self.cluster)
+        Aspects.of(dependent).add(_AfterCapacityAssociation(self.cluster, dependent))
+
+
+@jsii.implements(IAspect)
+class _AfterCapacityAssociation:
+    def __init__(self, cluster: ecs.Cluster, dependent: CfnResource) -> None:
+        self._cluster, self._dependent = cluster, dependent
+
+    def visit(self, node: IConstruct) -> None:
+        if node.node.path != self._dependent.node.path:
+            return
+        association = self._cluster.node.try_find_child(self._cluster.node.id)
+        if not isinstance(association, ecs.CfnClusterCapacityProviderAssociations):
+            raise ValueError(
+                f"GpuCluster: no capacity-provider association under {self._cluster.node.path} when "
+                f"{node.node.path} was visited; create the service after the GpuCluster"
+            )
+        self._dependent.add_dependency(association)
