@@ -193,7 +193,7 @@ class ServingStack(Stack):
         service_resource: CfnResource = self.service.node.default_child  # type: ignore[assignment]
         gpu.depend_on_capacity(service_resource)
         self.service_security_group = inference.security_group
-        service_resource.add_dependency(
+        service_resource.add_resource_dependency(
             cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
         )
 
@@ -225,7 +225,7 @@ class ServingStack(Stack):
             log_key=cache.key,
             log_removal_policy=removal_policy,
         )
-        service_resource.add_dependency(self.cache_fill.resource.node.default_child)  # type: ignore[arg-type]
+        service_resource.add_resource_dependency(self.cache_fill.resource.node.default_child)  # type: ignore[arg-type]
         for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):
             role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -228,4 +228,4 @@ class _AfterCapacityAssociation:
                 f"GpuCluster: no capacity-provider association under {self._cluster.node.path} when "
                 f"{node.node.path} was visited; create the service after the GpuCluster"
             )
-        self._dependent.add_dependency(association)
+        self._dependent.add_resource_dependency(association)
