@@ -8,12 +8,16 @@ Config is turned into construct props here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
+from constructs import Construct
 
 from config.schema import (
     CONFIG_DIR,
@@ -37,8 +41,8 @@ from llm_hosting_constructs.signals import (
 )
 from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
-from llmhost import outputs
-from stacks.api import ApiStack
+from llmhost import outputs, parameters
+from stacks.api import AlbBackend, ApiStack
 from stacks.compliance import acknowledge_regulated_packs
 from stacks.model_cache import ModelCacheStack
 from stacks.monitoring import MonitoringStack
@@ -158,6 +162,8 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         prewarm_source_s3_uri=ecs.model_s3_uri,
         affinity=ecs.affinity,
         affinity_namespace=f"{service_name}.internal",
+        # Only where the stack is never deleted: the protection ECS leaves behind blocks deleting the ASG.
+        managed_termination_protection=cfg.retain_stateful,
     )
 
 
@@ -186,6 +192,7 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         subnets=network.workload_subnets,
         cache=cache,
         settings=serving_settings(cfg),
+        environment=cfg.name,
         removal_policy=_removal(cfg),
         # Serves production traffic: deleting it by mistake is an outage (issue 11.10).
         termination_protection=cfg.retain_stateful,
@@ -267,14 +274,21 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
 def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, serving: ServingStack) -> ApiStack:
     """The public front door: REST API -> VPC link v2 -> the serving stack's internal ALB."""
     domain = cfg.api.custom_domain
-    return ApiStack(
+    api = ApiStack(
         stage,
         outputs.API,
         description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
         vpc=network.vpc,
         subnets=network.workload_subnets,
-        frontdoor_security_group=serving.frontdoor_security_group,
-        listener=serving.listener,
+        backend=AlbBackend(
+            load_balancer_arn_parameter=parameters.name(cfg.name, parameters.ALB_ARN),
+            dns_name_parameter=parameters.name(cfg.name, parameters.ALB_DNS_NAME),
+            security_group_id_parameter=parameters.name(cfg.name, parameters.ALB_SECURITY_GROUP_ID),
+            frontdoor_security_group_id_parameter=parameters.name(cfg.name, parameters.FRONTDOOR_SECURITY_GROUP_ID),
+            port=int(serving.listener.port),
+            https=serving.listener.protocol == elbv2.ApplicationProtocol.HTTPS,
+        ),
+        environment=cfg.name,
         tenants=[
             TenantPlan(
                 name=t.name,
@@ -304,6 +318,8 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         # The tenants' API keys live here: deleting the stack invalidates every key (issue 11.10).
         termination_protection=cfg.retain_stateful,
     )
+    api.add_stack_dependency(serving, "reads the internal ALB from SSM parameters at deploy")
+    return api
 
 
 def build_monitoring(
@@ -314,45 +330,63 @@ def build_monitoring(
     serving: ServingStack | None,
     sagemaker: SageMakerStack | None,
 ) -> MonitoringStack:
-    """Alarms, the paging composite and the dashboard over whatever this environment deploys."""
-    signals = ServiceSignals(
-        api=api.front_door.signals() if api else None,
-        load_balancer=(
-            LoadBalancerRef(serving.alb.load_balancer_full_name, serving.target_group.target_group_full_name)
-            if serving
-            else None
-        ),
-        ecs=EcsServiceRef(serving.cluster.cluster_name, serving.service.service_name) if serving else None,
-        gpu_utilization=(
-            gpu_metrics.utilization_metric(serving.auto_scaling_group.auto_scaling_group_name) if serving else None
-        ),
-        gateway=(
-            GatewayMetricNames(
-                namespace=contract.METRICS_NAMESPACE,
-                dimensions=serving.metric_dimensions(),
-                requests=contract.METRIC_REQUESTS,
-                errors=contract.METRIC_ERRORS,
-                ttft=contract.METRIC_TTFT,
-                latency=contract.METRIC_LATENCY,
-                queue_depth=contract.METRIC_QUEUE_DEPTH,
-                in_flight=contract.METRIC_IN_FLIGHT,
-                prompt_tokens=contract.METRIC_PROMPT_TOKENS,
-                completion_tokens=contract.METRIC_COMPLETION_TOKENS,
-            )
-            if serving
-            else None
-        ),
-        sagemaker=(
-            SageMakerRef(
-                endpoint_name=sagemaker.endpoint_name,
-                variant_name=sagemaker.variant_name,
-                gpus_per_instance=get_instance(cfg.sagemaker.instance_type).gpu_count,
-            )
-            if sagemaker is not None and cfg.sagemaker is not None
-            else None
-        ),
-    )
-    return MonitoringStack(
+    """Alarms, the paging composite and the dashboard over whatever this environment deploys.
+
+    The serving and api stacks' names and ids are read at deploy from the SSM parameters those stacks
+    write (``parameters.name``), never imported: a replaced ALB or service updates the alarms.
+    """
+
+    def signals(scope: Construct) -> ServiceSignals:
+        def read(key: str) -> str:
+            return ssm.StringParameter.value_for_string_parameter(scope, parameters.name(cfg.name, key))
+
+        return ServiceSignals(
+            api=(
+                dataclasses.replace(api.front_door.signals(), api_id=read(parameters.REST_API_ID))
+                if api
+                else None
+            ),
+            load_balancer=(
+                LoadBalancerRef(read(parameters.ALB_FULL_NAME), read(parameters.TARGET_GROUP_FULL_NAME))
+                if serving
+                else None
+            ),
+            ecs=(
+                EcsServiceRef(read(parameters.ECS_CLUSTER_NAME), read(parameters.ECS_SERVICE_NAME))
+                if serving
+                else None
+            ),
+            gpu_utilization=(
+                gpu_metrics.utilization_metric(read(parameters.ASG_NAME)) if serving else None
+            ),
+            gateway=(
+                GatewayMetricNames(
+                    namespace=contract.METRICS_NAMESPACE,
+                    dimensions=serving.metric_dimensions(),
+                    requests=contract.METRIC_REQUESTS,
+                    errors=contract.METRIC_ERRORS,
+                    ttft=contract.METRIC_TTFT,
+                    latency=contract.METRIC_LATENCY,
+                    queue_depth=contract.METRIC_QUEUE_DEPTH,
+                    in_flight=contract.METRIC_IN_FLIGHT,
+                    prompt_tokens=contract.METRIC_PROMPT_TOKENS,
+                    completion_tokens=contract.METRIC_COMPLETION_TOKENS,
+                )
+                if serving
+                else None
+            ),
+            sagemaker=(
+                SageMakerRef(
+                    endpoint_name=sagemaker.endpoint_name,
+                    variant_name=sagemaker.variant_name,
+                    gpus_per_instance=get_instance(cfg.sagemaker.instance_type).gpu_count,
+                )
+                if sagemaker is not None and cfg.sagemaker is not None
+                else None
+            ),
+        )
+
+    monitoring = MonitoringStack(
         stage,
         outputs.MONITORING,
         description=f"llm-hosting {cfg.name}: alarms, paging composite alarm, on-call dashboard",
@@ -364,6 +398,11 @@ def build_monitoring(
         scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
         removal_policy=_removal(cfg),
     )
+    # No references between the stacks any more: the deploy order is explicit.
+    for earlier in (serving, api, sagemaker):
+        if earlier is not None:
+            monitoring.add_stack_dependency(earlier, "reads its names and ids from SSM parameters at deploy")
+    return monitoring
 
 
 def build_app() -> cdk.App:

@@ -213,7 +213,9 @@ class EcsConfig(Strict):
         "against (the ALB's own DNS name cannot be on a public certificate); needs no DNS record.",
     )
     hf_token_secret_name: str | None = Field(
-        None, description="Existing Secrets Manager secret with the Hugging Face token; created if unset."
+        None,
+        description="Existing Secrets Manager secret (plain string) with the Hugging Face token, created before the "
+        "first deploy; needed for a gated model unless model_s3_uri is set. Unset: no token is sent.",
     )
     efs_throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode.")
     off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
@@ -608,7 +610,34 @@ def load_environment(path: Path) -> EnvironmentConfig:
         check_ecs_sizing(path, cfg)
     if cfg.sagemaker is not None:
         check_sagemaker(path, cfg)
+    check_model_access(path, cfg)
     return cfg
+
+
+def check_model_access(path: Path, cfg: EnvironmentConfig) -> None:
+    """A gated Hub model needs a token that exists before the deploy (the cache is filled during it)
+    or weights staged in S3: nothing may wait for a secret value the same deploy would create."""
+    m = cfg.model
+    model = m.architecture if m.architecture is not None else get_model(m.id)
+    if not model.gated:
+        return
+    create = (
+        f"aws secretsmanager create-secret --region {cfg.region} --name llm-hosting/{cfg.name}/hf-token "
+        "--secret-string <your hf_ token>"
+    )
+    if cfg.ecs is not None and cfg.ecs.hf_token_secret_name is None and cfg.ecs.model_s3_uri is None:
+        raise ConfigError(
+            f"{path}: ecs.hf_token_secret_name: {m.id} is gated on the Hugging Face Hub and the deploy downloads it; "
+            f"before deploying run `{create}` and set ecs.hf_token_secret_name: llm-hosting/{cfg.name}/hf-token "
+            "(or stage the weights in S3 and set ecs.model_s3_uri)"
+        )
+    sm = cfg.sagemaker
+    if sm is not None and sm.weights == "hub" and sm.hf_token_secret_name is None:
+        raise ConfigError(
+            f"{path}: sagemaker.hf_token_secret_name: {m.id} is gated on the Hugging Face Hub; before deploying run "
+            f"`{create}` and set sagemaker.hf_token_secret_name: llm-hosting/{cfg.name}/hf-token "
+            "(or use sagemaker.weights: s3)"
+        )
 
 
 # --------------------------------------------------------------------------- sizing at synth

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, RemovalPolicy, SecretValue, Stack, Validations
 from aws_cdk import aws_certificatemanager as acm
@@ -11,15 +12,31 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from llmhost import parameters
 from llm_hosting_constructs.front_door import CustomDomainProps, LlmFrontDoor, TenantPlan
 from llm_hosting_constructs.waf import RegionalWebAcl
 from llmhost import outputs
 
 
+@dataclass(frozen=True)
+class AlbBackend:
+    """The serving stack's internal ALB as this stack finds it: SSM parameter names (read at deploy, so a
+    replaced ALB or security group updates this stack instead of blocking the serving stack's update),
+    and the listener's port and protocol (config, known at synth)."""
+
+    load_balancer_arn_parameter: str
+    dns_name_parameter: str
+    security_group_id_parameter: str
+    frontdoor_security_group_id_parameter: str
+    port: int
+    https: bool
+
+
 class ApiStack(Stack):
-    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `waf_rate_limit` is set) in front of `listener`.
+    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `waf_rate_limit` is set) in front of `backend`.
 
     `backend_key_secret` (+ `backend_key_field`, a JSON key of it) is the gateway's key for the front
     door: sent as the backend's Authorization header on every route.
@@ -32,9 +49,9 @@ class ApiStack(Stack):
         *,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
-        frontdoor_security_group: ec2.ISecurityGroup,
-        listener: elbv2.ApplicationListener,
+        backend: AlbBackend,
         tenants: Sequence[TenantPlan],
+        environment: str,
         api_name: str,
         stage_name: str,
         rate_limit: float,
@@ -68,16 +85,29 @@ class ApiStack(Stack):
                 certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
                 hosted_zone=zone,
             )
-        https = listener.protocol == elbv2.ApplicationProtocol.HTTPS
+        def read(name: str) -> str:
+            return ssm.StringParameter.value_for_string_parameter(self, name)
+
+        alb_security_group_id = read(backend.security_group_id_parameter)
+        load_balancer = elbv2.ApplicationLoadBalancer.from_application_load_balancer_attributes(
+            self,
+            "Alb",
+            load_balancer_arn=read(backend.load_balancer_arn_parameter),
+            load_balancer_dns_name=read(backend.dns_name_parameter),
+            security_group_id=alb_security_group_id,
+            security_group_allows_all_outbound=False,
+        )
         self.front_door = LlmFrontDoor(
             self,
             "FrontDoor",
             vpc=vpc,
             subnets=subnets,
-            security_group=frontdoor_security_group,
-            load_balancer=listener.load_balancer,
-            backend_protocol="https" if https else "http",
-            backend_port=int(listener.port),
+            security_group=ec2.SecurityGroup.from_security_group_id(
+                self, "FrontdoorSecurityGroup", read(backend.frontdoor_security_group_id_parameter), mutable=False
+            ),
+            load_balancer=load_balancer,
+            backend_protocol="https" if backend.https else "http",
+            backend_port=backend.port,
             backend_host=backend_host,
             tenants=tenants,
             api_name=api_name,
@@ -114,7 +144,20 @@ class ApiStack(Stack):
                 )
             )
 
+        ssm.StringParameter(
+            self,
+            "RestApiIdParameter",
+            parameter_name=parameters.name(environment, parameters.REST_API_ID),
+            string_value=self.front_door.api.rest_api_id,
+            description=f"llm-hosting {environment}: REST API id, read by the monitoring stack at deploy",
+        )
         CfnOutput(self, outputs.API_URL, value=self.front_door.url, description="Invoke URL of the API")
+        CfnOutput(
+            self,
+            outputs.API_BACKEND_SECURITY_GROUP,
+            value=alb_security_group_id,
+            description="Security group of the internal ALB behind the VPC link, as read at this stack's last deploy",
+        )
         CfnOutput(
             self,
             outputs.API_KEY_IDS,

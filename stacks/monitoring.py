@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
@@ -18,7 +20,7 @@ class MonitoringStack(Stack):
         scope: Construct,
         id_: str,
         *,
-        signals: ServiceSignals,
+        signals: Callable[[Construct], ServiceSignals],
         alarm_emails: list[str],
         name_prefix: str,
         thresholds: AlarmThresholds,
@@ -28,11 +30,13 @@ class MonitoringStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        # Built in this stack's scope: the other stacks' names are template parameters here (SSM, read at deploy).
+        signals_here = signals(self)
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", emails=alarm_emails, removal_policy=removal_policy)
         self.alarms = LlmAlarms(
             self,
             "Alarms",
-            signals=signals,
+            signals=signals_here,
             topic=self.alarm_topic.topic,
             name_prefix=name_prefix,
             thresholds=thresholds,
@@ -43,7 +47,7 @@ class MonitoringStack(Stack):
             self,
             "Dashboard",
             dashboard_name=name_prefix,
-            signals=signals,
+            signals=signals_here,
             alarms=[self.alarms.composite, *self.alarms.alarms.values()],
         )
         CfnOutput(self, outputs.ALARM_TOPIC_ARN, value=self.alarm_topic.topic.topic_arn)

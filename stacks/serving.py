@@ -12,24 +12,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, CfnResource, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_ssm as ssm
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct
 
 from containers.gateway.app.core import contract
 from llm_hosting_constructs.affinity import AffinityEnvNames, GatewayAffinity
 from llm_hosting_constructs.aws_names import ecr_registry
+from llmhost import parameters
 from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
 from llm_hosting_constructs.internal_alb import InternalAlb
-from llm_hosting_constructs.prewarm import ModelPrewarm
+from llm_hosting_constructs.prewarm import ModelCacheFill, ModelPrewarm
 from llm_hosting_constructs.vllm import VllmSettings, vllm_environment, vllm_serve_args
 from llmhost import outputs
 from stacks.model_cache import ModelCacheStack
@@ -67,6 +69,7 @@ class ServingSettings:
     prewarm_source_s3_uri: str | None = None
     affinity: str = "off"  # off | prefix | conversation (llm_hosting_constructs.affinity)
     affinity_namespace: str = "llm-hosting.internal"
+    managed_termination_protection: bool = True
 
 
 class ServingStack(Stack):
@@ -79,6 +82,7 @@ class ServingStack(Stack):
         subnets: ec2.SubnetSelection,
         cache: ModelCacheStack,
         settings: ServingSettings,
+        environment: str,
         removal_policy: RemovalPolicy,
         **kwargs,
     ) -> None:
@@ -101,6 +105,7 @@ class ServingStack(Stack):
             root_volume_gib=s.root_volume_gib,
             container_stop_timeout=Duration.seconds(s.stop_timeout_s),
             cloudwatch_agent_config=s.cloudwatch_agent_config,
+            managed_termination_protection=s.managed_termination_protection,
         )
         self.cluster = gpu.cluster
         self.auto_scaling_group = gpu.auto_scaling_group
@@ -109,11 +114,7 @@ class ServingStack(Stack):
         # Local views of the stateful stack's secrets: a grant on them goes into this stack's role
         # policies (never into the other stack's key policy, which would make the stacks depend on
         # each other both ways); decrypting with the key is granted below, through Secrets Manager only.
-        hf_token = (
-            secretsmanager.Secret.from_secret_complete_arn(self, "HfToken", cache.secrets.hf_token.secret_arn)
-            if cache.secrets.hf_token_created
-            else cache.secrets.hf_token
-        )
+        hf_token = cache.secrets.hf_token  # an existing secret by name (no cross-stack export), or None
         api_keys = secretsmanager.Secret.from_secret_complete_arn(self, "ApiKeys", cache.secrets.api_keys.secret_arn)
         task = InferenceTask(
             self,
@@ -193,8 +194,13 @@ class ServingStack(Stack):
             auto_scaling_group=self.auto_scaling_group,
         )
         self.service = inference.service
+        # Dependencies of the CfnService itself (not of its scaling resources, which reference it anyway).
+        service_resource: CfnResource = self.service.node.default_child  # type: ignore[assignment]
+        gpu.depend_on_capacity(service_resource)
         self.service_security_group = inference.security_group
-        cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+        service_resource.add_resource_dependency(
+            cache.model_cache.allow_from(self.service_security_group, "Serving tasks (vLLM) to the model cache")
+        )
         self.affinity: GatewayAffinity | None = None
         if s.affinity != "off":
             self.affinity = GatewayAffinity(
@@ -224,6 +230,18 @@ class ServingStack(Stack):
             source_s3_uri=s.prewarm_source_s3_uri,
         )
         self.prewarm = prewarm
+        # The first deploy (and every model or revision change) fills the cache before the service
+        # starts or rolls: vLLM reads it offline, and its tasks never wait on a download.
+        self.cache_fill = ModelCacheFill(
+            self,
+            "CacheFill",
+            prewarm=prewarm,
+            cluster=self.cluster,
+            log_retention=s.log_retention,
+            log_key=cache.key,
+            log_removal_policy=removal_policy,
+        )
+        service_resource.add_resource_dependency(self.cache_fill.resource.node.default_child)  # type: ignore[arg-type]
         for role in (task.execution_role, prewarm.task_definition.obtain_execution_role()):
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -236,6 +254,27 @@ class ServingStack(Stack):
                 # An ECR pull-through cache creates the repository and imports the upstream image on the
                 # first pull, with the puller's permissions: scoped to this one repository.
                 self.vllm_repository.grant(role, "ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+
+        # What the api and monitoring stacks read at deploy: SSM parameters, never exports, so that a
+        # replaced ALB, target group, security group or service updates them instead of failing.
+        for key, value in {
+            parameters.ALB_ARN: self.alb.load_balancer_arn,
+            parameters.ALB_DNS_NAME: self.alb.load_balancer_dns_name,
+            parameters.ALB_SECURITY_GROUP_ID: self.alb_security_group.security_group_id,
+            parameters.ALB_FULL_NAME: self.alb.load_balancer_full_name,
+            parameters.TARGET_GROUP_FULL_NAME: self.target_group.target_group_full_name,
+            parameters.FRONTDOOR_SECURITY_GROUP_ID: self.frontdoor_security_group.security_group_id,
+            parameters.ECS_CLUSTER_NAME: self.cluster.cluster_name,
+            parameters.ECS_SERVICE_NAME: self.service.service_name,
+            parameters.ASG_NAME: self.auto_scaling_group.auto_scaling_group_name,
+        }.items():
+            ssm.StringParameter(
+                self,
+                f"Parameter-{key}",
+                parameter_name=parameters.name(environment, key),
+                string_value=value,
+                description=f"llm-hosting {environment}: {key} of the serving stack, read by later stacks at deploy",
+            )
 
         CfnOutput(self, outputs.CLUSTER_NAME, value=self.cluster.cluster_name, description="ECS cluster")
         CfnOutput(self, outputs.SERVICE_NAME, value=self.service.service_name, description="vLLM + gateway service")

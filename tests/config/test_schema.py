@@ -108,7 +108,7 @@ INVALID = {
     "ecs-instance-not-in-catalog": ({"ecs__instance_type": "g4dn.xlarge"}, ["ecs.instance_type", "not in the GPU catalog", "g6e"]),
     "ecs-sagemaker-instance-type": ({"ecs__instance_type": "ml.g5.2xlarge"}, ["ecs.instance_type", "g5.2xlarge"]),
     "ecs-model-not-in-catalog": ({"model__id": "acme/secret-13b"}, ["model.id", "custom architecture"]),
-    "ecs-hub-online-in-closed-vpc": ({"network__nat_gateways": 0}, ["ecs.hf_hub_offline", "nat_gateways is 0"]),
+    "ecs-hub-online-in-closed-vpc": ({"network__nat_gateways": 0, "ecs__hf_hub_offline": False}, ["ecs.hf_hub_offline", "nat_gateways is 0"]),
     "ecs-public-image-in-closed-vpc": ({"network__nat_gateways": 0, "ecs__hf_hub_offline": True, "ecs__model_s3_uri": "s3://models-1/llama/"}, ["ecs.vllm_image", "111111111111.dkr.ecr.us-east-1.amazonaws.com/"]),
     "ecs-closed-vpc-prewarm-without-s3": ({"network__nat_gateways": 0, "ecs__hf_hub_offline": True}, ["ecs.model_s3_uri", "nat_gateways is 0"]),
     "ecs-model-s3-uri-not-a-prefix": ({"ecs__model_s3_uri": "s3://models-1/llama"}, ["ecs.model_s3_uri", "s3://"]),

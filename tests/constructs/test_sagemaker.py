@@ -259,3 +259,51 @@ def test_grant_invoke_allows_only_invoking_this_endpoint() -> None:
     (statement,) = caller_policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
     assert statement["Resource"] == {"Ref": s.get_logical_id(ep.endpoint)}
+
+
+# --- updates: instance type and count (issue 11 point 7) ----------------------------------------------
+
+
+def create_only(type_: str) -> set[str]:
+    """createOnlyProperties of a resource type, from the CloudFormation resource schema cfn-lint ships."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("eu-west-1", type_).schema
+    return {p.removeprefix("/properties/") for p in schema.get("createOnlyProperties", [])}
+
+
+def endpoint_and_target(**overrides: Any) -> tuple[dict, dict]:
+    s, vpc = stack()
+    ep = endpoint(s, vpc, **overrides)
+    SageMakerVariantScaling(s, "Scaling", endpoint=ep.endpoint, variant_name=ep.variant_name, target_invocations_per_instance=10)
+    t = Template.from_stack(s)
+    (e,) = t.find_resources("AWS::SageMaker::Endpoint").values()
+    (target,) = t.find_resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    return e["Properties"], target["Properties"]
+
+
+def test_a_new_instance_type_is_a_new_endpoint_with_a_new_scalable_target() -> None:
+    """UpdateEndpoint to another instance type fails while the variant is a registered scalable target
+    (AWS: "Update endpoints that use auto scaling"); with the type in the name, CloudFormation replaces the
+    endpoint (EndpointName is create-only) and the target (ResourceId is create-only) instead."""
+    before, target_before = endpoint_and_target(instance_type="ml.g5.2xlarge")
+    after, target_after = endpoint_and_target(instance_type="ml.g6e.2xlarge")
+    assert "EndpointName" in create_only("AWS::SageMaker::Endpoint")
+    assert "ResourceId" in create_only("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (before["EndpointName"], after["EndpointName"]) == ("test-llm-g5-2xlarge", "test-llm-g6e-2xlarge")
+    # The target names the endpoint by its attribute, so its ResourceId changes with the name.
+    assert "EndpointName" in str(target_after["ResourceId"]) and target_before["ResourceId"] == target_after["ResourceId"]
+
+
+def test_a_new_count_updates_the_endpoint_in_place() -> None:
+    """Same name: CloudFormation calls UpdateEndpoint with a new endpoint config, which AWS allows for a
+    registered variant as long as the instance type stays the same."""
+    one, _ = endpoint_and_target(instance_count=1)
+    two, _ = endpoint_and_target(instance_count=2)
+    assert one["EndpointName"] == two["EndpointName"]
+
+
+def test_an_endpoint_name_too_long_with_its_instance_type_is_refused() -> None:
+    s, vpc = stack()
+    with pytest.raises(ValueError, match=r"at most 63 characters, the instance type included"):
+        endpoint(s, vpc, endpoint_name="a" * 55)

@@ -19,8 +19,9 @@ from llm_hosting_constructs.inference_service import InferenceService, OffHours,
 from llm_hosting_constructs.inference_task import InferenceTask
 from llm_hosting_constructs.internal_alb import InternalAlb
 from llm_hosting_constructs.model_cache import ModelCache
-from llm_hosting_constructs.prewarm import ModelPrewarm
+from llm_hosting_constructs.prewarm import FILL_TIMEOUT, ModelCacheFill, ModelPrewarm
 from llm_hosting_constructs.serving_secrets import ServingSecrets
+from llm_hosting_constructs.sizing import get_model, model_ids
 from llm_hosting_constructs.vllm import VllmSettings, vllm_serve_args
 
 ENV = cdk.Environment(account="123456789012", region="eu-west-1")
@@ -123,7 +124,7 @@ def test_existing_hf_token_is_referenced_not_created() -> None:
     s, vpc = stack()
     cache = ModelCache(s, "C", vpc=vpc, subnets=PRIVATE)
     secrets = ServingSecrets(s, "Sec", key=cache.key, existing_hf_token_secret_name="team/hf-token")
-    assert not secrets.hf_token_created
+    assert secrets.hf_token is not None and "team/hf-token" in secrets.hf_token.secret_arn
     descriptions = [r["Properties"]["Description"] for r in Template.from_stack(s).find_resources("AWS::SecretsManager::Secret").values()]
     assert len(descriptions) == 1 and "Gateway API keys" in descriptions[0]
 
@@ -388,3 +389,53 @@ def test_prewarm_rejects_a_malformed_s3_source() -> None:
         ModelPrewarm(s, "P", vpc=vpc, subnets=PRIVATE, image=ecs.ContainerImage.from_registry("x:1"), script="x",
                      model_id="o/m", revision=SHA, hf_token=secrets.hf_token, model_cache=cache,
                      source_s3_uri="s3://bucket/no-slash")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- ModelCacheFill (deploy-time pre-warm)
+
+# The budget docs/deploy-order.md states: ~10 minutes of the hour for Fargate to pull and unpack the
+# vLLM image, the rest for the download; the rate it needs must stay under what the first deploy is
+# expected to see (a deploy assumption to confirm).
+IMAGE_PULL_S = 600
+ASSUMED_FILL_MIBPS = 100
+
+
+def test_fill_timeout_fits_the_largest_catalog_model() -> None:
+    largest = max((get_model(m) for m in model_ids()), key=lambda m: m.parameters)
+    assert largest.hf_id == "Qwen/Qwen2.5-72B-Instruct"
+    weights_bytes = largest.parameters * 2  # bf16, as the catalog's largest is served unquantized
+    needed_mibps = weights_bytes / 2**20 / (FILL_TIMEOUT.to_seconds() - IMAGE_PULL_S)
+    assert 40 < needed_mibps < ASSUMED_FILL_MIBPS  # 46 MiB/s
+
+
+def fill(total_timeout: cdk.Duration = FILL_TIMEOUT) -> Template:
+    s, vpc = stack()
+    cache, secrets = cache_and_secrets(s, vpc)
+    prewarm = ModelPrewarm(s, "P", vpc=vpc, subnets=PRIVATE, image=ecs.ContainerImage.from_registry("x:1"), script="x",
+                           model_id="o/m", revision=SHA, hf_token=None, model_cache=cache)  # fmt: skip
+    cluster = ecs.Cluster(s, "Cluster", vpc=vpc)
+    ModelCacheFill(s, "Fill", prewarm=prewarm, cluster=cluster, total_timeout=total_timeout)
+    return Template.from_stack(s)
+
+
+def test_fill_refuses_more_than_cloudformations_hour() -> None:
+    with pytest.raises(ValueError, match="at most 1 hour"):
+        fill(cdk.Duration.minutes(61))
+
+
+def test_fill_without_a_token_sends_none() -> None:
+    """A public model: no HF_TOKEN secret at all (an invalid token gets 401 even on public repos)."""
+    t = fill()
+    (task,) = t.find_resources("AWS::ECS::TaskDefinition").values()
+    (c,) = task["Properties"]["ContainerDefinitions"]
+    assert "Secrets" not in c and "HF_TOKEN" not in json.dumps(c)
+    (resource,) = t.find_resources("Custom::ModelCacheFill").values()
+    assert resource["Properties"]["ModelId"] == "o/m" and resource["Properties"]["Revision"] == SHA
+
+
+def test_fill_handlers_and_framework_use_no_managed_policy() -> None:
+    t = fill()
+    roles = t.find_resources("AWS::IAM::Role")
+    lambda_roles = [r for r in roles.values() if "lambda.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
+    assert len(lambda_roles) == 4  # on_event, is_complete, framework onEvent, framework isComplete/onTimeout
+    assert all("ManagedPolicyArns" not in r["Properties"] for r in lambda_roles)

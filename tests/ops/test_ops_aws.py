@@ -233,7 +233,11 @@ def test_sagemaker_invoke_tgi(llmhost: Callable[..., Any], write_env: Callable[.
         "sm",
         backends=["sagemaker"],
         ecs=None,
-        sagemaker={"instance_type": "ml.g5.2xlarge", "container": "tgi", "weights": "hub"},
+        # A gated model from the Hub needs its token secret named (synth refuses otherwise, issue 11).
+        sagemaker={
+            "instance_type": "ml.g5.2xlarge", "container": "tgi", "weights": "hub",
+            "hf_token_secret_name": "llm-hosting/sm/hf-token",
+        },  # fmt: skip
     )
     deploy_stack("sm-sagemaker", {outputs.SAGEMAKER_ENDPOINT_NAME: "sm-llm"})
     body = json.dumps([{"generated_text": "Paris is the capital.", "details": {"generated_tokens": 6}}])

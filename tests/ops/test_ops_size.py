@@ -138,3 +138,16 @@ def test_context_beyond_the_model_says_what_the_table_was_sized_at(llmhost: Call
     r = llmhost("size", "--model", "mistralai/Mistral-7B-Instruct-v0.3", "--instance", "g6e.xlarge", "--max-model-len", "16384")
     assert r.code == 0, r.err
     assert "Smallest that fits, per family (16,384-token sequences)" in r.out and "note:" not in r.out
+
+
+def test_size_of_a_sagemaker_type_says_updates_need_twice_the_quota(llmhost: Callable[..., object]) -> None:
+    r = llmhost("size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--instance", "ml.g6e.2xlarge", "--max-model-len", "8192")
+    assert r.code == 0, r.err
+    text = " ".join(r.out.split())  # rich wraps long lines
+    assert "'ml.g6e.2xlarge for endpoint usage' quota must allow twice the instances in service" in text
+
+
+def test_size_of_an_ecs_type_has_no_sagemaker_quota_note(llmhost: Callable[..., object]) -> None:
+    r = llmhost("size", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--instance", "g6e.2xlarge", "--max-model-len", "8192")
+    assert r.code == 0, r.err
+    assert "for endpoint usage" not in r.out

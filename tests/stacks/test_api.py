@@ -9,7 +9,7 @@ import pytest
 from config.schema import load_all
 from llm_hosting_constructs.front_door import ACCESS_LOG_FIELDS, DEFAULT_ROUTES
 from llm_hosting_constructs.waf import DEFAULT_MANAGED_RULE_GROUPS
-from llmhost import outputs
+from llmhost import outputs, parameters
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, backend_path, count_overrides, only, resources
 
 pytestmark = pytest.mark.synth
@@ -54,6 +54,13 @@ def test_only_the_declared_routes_exist(templates: dict, env: str) -> None:
     assert set(routes(api(templates, env))) == expected
 
 
+def ssm_parameter(t: dict, value: dict) -> str:
+    """The SSM parameter name behind ``{"Ref": <template parameter>}`` (read at deploy, not imported)."""
+    parameter = t["Parameters"][value["Ref"]]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
+    return parameter["Default"]
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_integration_is_private_via_vpc_link_v2_to_the_serving_alb(templates: dict, env: str) -> None:
     t = api(templates, env)
@@ -64,15 +71,15 @@ def test_integration_is_private_via_vpc_link_v2_to_the_serving_alb(templates: di
         assert integration["ConnectionType"] == "VPC_LINK"
         assert integration["ConnectionId"] == {"Ref": link_id}
         assert integration["IntegrationHttpMethod"] == method["HttpMethod"]
-        target = json.dumps(integration["IntegrationTarget"])
-        assert "Fn::ImportValue" in target and "serving" in target and "Alb" in target
+        assert ssm_parameter(t, integration["IntegrationTarget"]) == parameters.name(env, parameters.ALB_ARN)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_vpc_link_uses_the_serving_front_door_security_group(templates: dict, env: str) -> None:
-    link = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]
+    t = api(templates, env)
+    link = only(t, "AWS::ApiGatewayV2::VpcLink")["Properties"]
     (group,) = link["SecurityGroupIds"]
-    assert "FrontdoorSecurityGroup" in json.dumps(group)
+    assert ssm_parameter(t, group) == parameters.name(env, parameters.FRONTDOOR_SECURITY_GROUP_ID)
     assert len(link["SubnetIds"]) == len(CONFIG[env].availability_zones)
 
 
@@ -105,7 +112,8 @@ def test_confidential_environments_reach_the_alb_over_verified_https(templates: 
             assert isinstance(uri, str) and uri.startswith(f"https://{cfg.ecs.tls_host_name}:443/"), route
         else:
             parts = uri["Fn::Join"][1]
-            assert parts[0] == "http://" and "ImportValue" in json.dumps(parts[1]) and parts[2].startswith(":80/")
+            assert parts[0] == "http://" and parts[2].startswith(":80/"), route
+            assert ssm_parameter(api(templates, env), parts[1]) == parameters.name(env, parameters.ALB_DNS_NAME)
     serving = templates[env][outputs.stack_name(env, outputs.SERVING)]
     (listener,) = resources(serving, "AWS::ElasticLoadBalancingV2::Listener").values()
     expected = ("HTTPS", 443) if cfg.ecs.certificate_arn else ("HTTP", 80)
@@ -219,7 +227,8 @@ def test_outputs_are_the_url_and_key_ids_never_values(templates: dict, env: str)
     stage_id = next(iter(resources(t, "AWS::ApiGateway::Stage")))
     url = outs[outputs.API_URL]["Value"]["Fn::Join"][1]
     assert url[0] == "https://" and {"Ref": stage_id} in url and url[-1] == "/"
-    assert set(outs) - {outputs.API_URL, outputs.API_KEY_IDS} <= {k for k in outs if k.startswith("ExportsOutput")}
+    assert set(outs) == {outputs.API_URL, outputs.API_KEY_IDS, outputs.API_BACKEND_SECURITY_GROUP}  # no exports (issue 11)
+    assert ssm_parameter(t, outs[outputs.API_BACKEND_SECURITY_GROUP]["Value"]) == parameters.name(env, parameters.ALB_SECURITY_GROUP_ID)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -230,12 +239,13 @@ def test_no_custom_domain_unless_configured(templates: dict, env: str) -> None:
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_the_alb_accepts_traffic_only_from_the_vpc_link_group(templates: dict, env: str) -> None:
-    """The VPC link's security group is the one the serving stack exports, and the ALB's only ingress source."""
+    """The VPC link's security group is the one the serving stack publishes, and the ALB's only ingress source."""
     serving = templates[env][outputs.stack_name(env, outputs.SERVING)]
-    (link_group,) = only(api(templates, env), "AWS::ApiGatewayV2::VpcLink")["Properties"]["SecurityGroupIds"]
-    export_name = link_group["Fn::ImportValue"]
-    (exported,) = [o["Value"] for o in serving["Outputs"].values() if o.get("Export", {}).get("Name") == export_name]
-    frontdoor_group = exported["Fn::GetAtt"][0]
+    t = api(templates, env)
+    (link_group,) = only(t, "AWS::ApiGatewayV2::VpcLink")["Properties"]["SecurityGroupIds"]
+    name = ssm_parameter(t, link_group)
+    (published,) = [r["Properties"]["Value"] for r in resources(serving, "AWS::SSM::Parameter").values() if r["Properties"]["Name"] == name]
+    frontdoor_group = published["Fn::GetAtt"][0]
     (alb,) = resources(serving, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
     alb_groups = {g["Fn::GetAtt"][0] for g in alb["Properties"]["SecurityGroups"]}
     inline = [r for g in alb_groups for r in serving["Resources"][g]["Properties"].get("SecurityGroupIngress", [])]

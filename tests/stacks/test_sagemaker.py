@@ -253,7 +253,8 @@ def test_endpoint_name_output_for_the_ops_cli(templates: dict, env: str) -> None
     t = stack(templates, env)
     endpoint_id = next(iter(resources(t, "AWS::SageMaker::Endpoint")))
     assert t["Outputs"][outputs.SAGEMAKER_ENDPOINT_NAME]["Value"] == {"Fn::GetAtt": [endpoint_id, "EndpointName"]}
-    assert only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"] == f"{env}-{CONFIG[env]['model']['served_name']}"
+    slug = CONFIG[env]["sagemaker"]["instance_type"].removeprefix("ml.").replace(".", "-")  # a new type is a new endpoint
+    assert only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"] == f"{env}-{CONFIG[env]['model']['served_name']}-{slug}"
 
 
 @pytest.mark.parametrize("env", SM_ENVS)

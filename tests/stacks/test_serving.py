@@ -9,7 +9,7 @@ import yaml
 
 from containers.gateway.app.core import contract
 from llm_hosting_constructs.sizing import instance_registered_resources
-from llmhost import outputs
+from llmhost import outputs, parameters
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, ROOT, only, resources
 
 pytestmark = pytest.mark.synth
@@ -101,10 +101,9 @@ def test_asg_in_private_subnets_scaled_by_the_capacity_provider(templates: dict,
     assert len(asg["VPCZoneIdentifier"]) == len(CONFIG[env]["availability_zones"])
     assert asg["MinSize"] == "0" and "DesiredCapacity" not in asg
     assert asg["MaxSize"] == str(ecs_cfg(env)["max_capacity"] + 1)  # room for a rolling deployment
-    assert asg["NewInstancesProtectedFromScaleIn"] is True
+    assert asg["NewInstancesProtectedFromScaleIn"] is CONFIG[env]["retain_stateful"]  # see the teardown test below
     provider = only(t, "AWS::ECS::CapacityProvider")["Properties"]["AutoScalingGroupProvider"]
     assert provider["ManagedScaling"]["Status"] == "ENABLED"
-    assert provider["ManagedTerminationProtection"] == "ENABLED"
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
@@ -158,8 +157,13 @@ def test_hf_token_is_an_ecs_secret_never_plaintext(templates: dict, env: str) ->
     for task in (inference_task(t), prewarm_task(t)):
         for c in task["ContainerDefinitions"]:
             assert "HF_TOKEN" not in env_of(c)
-    secrets = {s["Name"]: s["ValueFrom"] for s in container(t, "vllm")["Secrets"]}
-    assert "HF_TOKEN" in secrets and f"{env}-{outputs.MODEL_CACHE}" in json.dumps(secrets["HF_TOKEN"])
+    name = ecs_cfg(env).get("hf_token_secret_name")
+    for c in (container(t, "vllm"), prewarm_task(t)["ContainerDefinitions"][0]):
+        secrets = {s["Name"]: s["ValueFrom"] for s in c.get("Secrets", [])}
+        if name is None:  # a public or S3-staged model: no token at all (the Hub rejects an invalid one)
+            assert "HF_TOKEN" not in secrets
+        else:  # the secret created before the deploy, by name: no export from another stack
+            assert f":secret:{name}" in json.dumps(secrets["HF_TOKEN"]) and "ImportValue" not in json.dumps(secrets)
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)
@@ -261,7 +265,7 @@ def test_streams_drain_before_stop_timeout(templates: dict, env: str) -> None:
 @pytest.mark.parametrize("env", ECS_ENVS)
 def test_log_groups_have_retention_and_kms(templates: dict, env: str) -> None:
     groups = resources(serving(templates, env), "AWS::Logs::LogGroup").values()
-    assert len(groups) == 3  # vllm, gateway, pre-warm
+    assert len(groups) == 4  # vllm, gateway, pre-warm task, pre-warm custom resource (handlers + waiter)
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == ecs_cfg(env).get("log_retention_days", 90)
         assert "ModelCacheKey" in json.dumps(group["Properties"]["KmsKeyId"])
@@ -471,7 +475,7 @@ def test_prewarm_task_downloads_the_pinned_revision_into_efs(templates: dict, en
     assert c["EntryPoint"] == ["python3", "-c"] and "snapshot_download" in c["Command"][0]
     assert c["Image"] == container(serving(templates, env), "vllm")["Image"]
     assert c["MountPoints"][0]["ReadOnly"] is False
-    assert {s["Name"] for s in c["Secrets"]} == {"HF_TOKEN"}
+    assert {s["Name"] for s in c.get("Secrets", [])} == ({"HF_TOKEN"} if ecs_cfg(env).get("hf_token_secret_name") else set())
     assert task["Volumes"][0]["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
 
 
@@ -568,3 +572,183 @@ def test_prewarm_copies_from_s3_where_configured_reading_only_that_prefix(templa
     assert set(actions) == {"s3:GetObject", "s3:ListBucket"}
     assert f"{bucket}/{prefix}*" in json.dumps(actions["s3:GetObject"]["Resource"])
     assert actions["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
+
+
+# --------------------------------------------------------------------------- deploy and delete order (issue 11)
+
+
+def depends_on(resource: dict) -> set[str]:
+    value = resource.get("DependsOn", [])
+    return {value} if isinstance(value, str) else set(value)
+
+
+def service(t: dict) -> dict:
+    return only(t, "AWS::ECS::Service")
+
+
+def cache_fill(t: dict) -> tuple[str, dict]:
+    ((logical_id, fill),) = resources(t, "Custom::ModelCacheFill").items()
+    return logical_id, fill
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_starts_only_after_the_cache_is_filled(templates: dict, env: str) -> None:
+    """First deploy: CloudFormation creates the service (DesiredCount >= 1, vLLM offline) only after the
+    custom resource has run the pre-warm task to exit 0; before issue 11 nothing ran it at all."""
+    t = serving(templates, env)
+    logical_id, fill = cache_fill(t)
+    assert logical_id in depends_on(service(t))
+    props = fill["Properties"]
+    assert (props["ModelId"], props["Revision"]) == (CONFIG[env]["model"]["id"], CONFIG[env]["model"]["revision"])
+    assert props["SourceUri"] == (ecs_cfg(env).get("model_s3_uri") or "")
+    # The task it runs is the pre-warm task definition of this stack, on this cluster.
+    (prewarm_id,) = [k for k, r in resources(t, "AWS::ECS::TaskDefinition").items() if "FARGATE" in r["Properties"]["RequiresCompatibilities"]]
+    assert props["TaskDefinition"] == {"Ref": prewarm_id}
+    assert props["Cluster"] == {"Ref": only_id(t, "AWS::ECS::Cluster")}
+
+
+def only_id(t: dict, type_: str) -> str:
+    (logical_id,) = resources(t, type_)
+    return logical_id
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_fill_runs_after_everything_its_task_needs(templates: dict, env: str) -> None:
+    """The task mounts EFS through the NFS rule for its security group and writes with its role's policy."""
+    t = serving(templates, env)
+    _, fill = cache_fill(t)
+    needs = depends_on(fill)
+    ingress = [k for k, r in resources(t, "AWS::EC2::SecurityGroupIngress").items() if k.startswith("NfsFrom") and "Prewarm" in k]
+    assert len(ingress) == 1 and ingress[0] in needs
+    assert {k for k in resources(t, "AWS::IAM::Policy") if k.startswith("PrewarmTaskRole")} <= needs
+    assert {k for k in resources(t, "AWS::IAM::Policy") if k.startswith("PrewarmTaskDefinitionExecutionRole")} <= needs
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_waits_for_its_own_nfs_rule(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    (rule,) = [k for k in resources(t, "AWS::EC2::SecurityGroupIngress") if k.startswith("NfsFrom") and "Serving" in k]
+    assert rule in depends_on(service(t))
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_fill_polls_for_cloudformations_full_hour(templates: dict, env: str) -> None:
+    """Provider framework: is_complete every 30 s, for at most 1 h (its and CloudFormation's ceiling)."""
+    machine = only(serving(templates, env), "AWS::StepFunctions::StateMachine")["Properties"]
+    definition = json.dumps(machine["DefinitionString"])
+    assert '\\"IntervalSeconds\\":30' in definition and '\\"MaxAttempts\\":120' in definition
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_fill_handlers_may_run_only_this_task_on_this_cluster(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    statements = [
+        s for k, r in resources(t, "AWS::IAM::Policy").items() if k.startswith("CacheFillOnEvent")
+        for s in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (run,) = [s for s in statements if s["Action"] == "ecs:RunTask"]
+    (prewarm_id,) = [k for k, r in resources(t, "AWS::ECS::TaskDefinition").items() if "FARGATE" in r["Properties"]["RequiresCompatibilities"]]
+    assert run["Resource"] == {"Ref": prewarm_id}
+    assert run["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": [only_id(t, "AWS::ECS::Cluster"), "Arn"]}
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert all(s["Action"] != "*" and s.get("Resource") != "*" for s in statements)
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_service_is_created_after_and_deleted_before_the_capacity_provider_association(
+    templates: dict, env: str
+) -> None:
+    """Without this DependsOn, CloudFormation may delete the association while the service still uses the
+    capacity provider ("The specified capacity provider is in use"); issue 11 point 5."""
+    t = serving(templates, env)
+    assert only_id(t, "AWS::ECS::ClusterCapacityProviderAssociations") in depends_on(service(t))
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_scale_in_protection_only_where_the_stack_is_never_deleted(templates: dict, env: str) -> None:
+    """ECS leaves its scale-in protection on the instances when the capacity provider is deleted, and the
+    Auto Scaling group then cannot be deleted: environments that are torn down run without it."""
+    t = serving(templates, env)
+    retained = CONFIG[env]["retain_stateful"]
+    provider = only(t, "AWS::ECS::CapacityProvider")["Properties"]["AutoScalingGroupProvider"]
+    assert provider["ManagedTerminationProtection"] == ("ENABLED" if retained else "DISABLED")
+    assert provider["ManagedDraining"] == "ENABLED"  # tasks still drain before an instance goes
+    asg = only(t, "AWS::AutoScaling::AutoScalingGroup")["Properties"]
+    assert asg.get("NewInstancesProtectedFromScaleIn", False) is retained
+
+
+# --------------------------------------------------------------------------- update-safe stack boundaries (issue 11)
+
+
+def manifest_dependencies(cdk_out, env: str) -> dict[str, set[str]]:
+    """{stack display name: display names of the stacks it depends on} from the cloud assembly."""
+    manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
+    stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
+    return {
+        a["displayName"].split("/")[1]: {stacks[d]["displayName"].split("/")[1] for d in a.get("dependencies", []) if d in stacks}
+        for a in stacks.values()
+    }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_stack_imports_what_the_serving_or_api_stack_exports(templates: dict, env: str) -> None:
+    """A replaced ALB, target group, security group or service used to fail the serving stack's update with
+    "Export ... cannot be updated as it is in use" (issue 11 point 6): nothing imports from them now."""
+    for name, template in templates[env].items():
+        text = json.dumps(template)
+        for producer in (outputs.SERVING, outputs.API):
+            assert f'"Fn::ImportValue": "{env}-{producer}:' not in text, f"{name} imports from {env}-{producer}"
+    for producer in (outputs.SERVING, outputs.API):
+        stack = templates[env].get(f"{env}-{producer}", {})
+        assert not [k for k, o in stack.get("Outputs", {}).items() if "Export" in o], f"{env}-{producer} exports"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_parameter_a_stack_reads_is_written_by_a_stack_deployed_before_it(templates: dict, cdk_out, env: str) -> None:
+    depends = manifest_dependencies(cdk_out, env)
+    written = {
+        r["Properties"]["Name"]: stack.removeprefix(f"{env}-")
+        for stack, t in templates[env].items()
+        for r in resources(t, "AWS::SSM::Parameter").values()
+    }
+    read_somewhere = 0
+    for stack, t in templates[env].items():
+        reader = stack.removeprefix(f"{env}-")
+        for logical_id, p in t.get("Parameters", {}).items():
+            if logical_id == "BootstrapVersion":
+                continue
+            assert p["Type"] == "AWS::SSM::Parameter::Value<String>", f"{stack}.{logical_id}"
+            assert p["Default"] in written, f"{stack} reads {p['Default']}, which no stack writes"
+            assert written[p["Default"]] in depends[reader], f"{stack} may deploy before {written[p['Default']]}"
+            # No description: the CDK CLI then never skips this stack, so a changed value always reaches it.
+            assert "[cdk:skip]" not in p.get("Description", "")
+            read_somewhere += 1
+    if "ecs" in CONFIG[env].get("backends", ["ecs"]):
+        assert read_somewhere >= 10  # api: ALB arn/dns/group + front-door group; monitoring: 6 names and ids
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_deploy_order_is_explicit(cdk_out, env: str) -> None:
+    depends = manifest_dependencies(cdk_out, env)
+    assert {outputs.NETWORK, outputs.MODEL_CACHE} <= depends[outputs.SERVING]
+    assert outputs.SERVING in depends[outputs.API]
+    assert {outputs.SERVING, outputs.API} <= depends[outputs.MONITORING]
+    if "sagemaker" in CONFIG[env]["backends"]:
+        assert outputs.SAGEMAKER in depends[outputs.MONITORING]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_the_serving_stack_publishes_what_the_others_read(templates: dict, env: str) -> None:
+    t = serving(templates, env)
+    published = {r["Properties"]["Name"]: r["Properties"]["Value"] for r in resources(t, "AWS::SSM::Parameter").values()}
+    (alb,) = resources(t, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    (group,) = resources(t, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert published[parameters.name(env, parameters.ALB_ARN)] == {"Ref": alb}
+    assert published[parameters.name(env, parameters.ALB_DNS_NAME)] == {"Fn::GetAtt": [alb, "DNSName"]}
+    assert published[parameters.name(env, parameters.ALB_FULL_NAME)] == {"Fn::GetAtt": [alb, "LoadBalancerFullName"]}
+    assert published[parameters.name(env, parameters.TARGET_GROUP_FULL_NAME)] == {"Fn::GetAtt": [group, "TargetGroupFullName"]}
+    assert published[parameters.name(env, parameters.ECS_SERVICE_NAME)] == {"Fn::GetAtt": [only_id(t, "AWS::ECS::Service"), "Name"]}
+    assert published[parameters.name(env, parameters.ECS_CLUSTER_NAME)] == {"Ref": only_id(t, "AWS::ECS::Cluster")}
+    assert published[parameters.name(env, parameters.ASG_NAME)] == {"Ref": only_id(t, "AWS::AutoScaling::AutoScalingGroup")}

@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, Duration, Stack, Token, Validations
+import jsii
+from aws_cdk import Acknowledgment, Annotations, Aspects, CfnResource, Duration, IAspect, Stack, Token, Validations
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 from .checkov import skip_checkov
 from .sizing import ECS_RESERVED_MEMORY_MIB, InstanceType, get_instance
@@ -43,6 +44,14 @@ class GpuCluster(Construct):
     100 %: one task per GPU host), managed termination protection and managed draining, and
     Container Insights with enhanced observability.
 
+    ``managed_termination_protection=False`` is for environments that are torn down: deleting the
+    capacity provider leaves ECS's scale-in protection on the instances, and CloudFormation then
+    cannot delete the Auto Scaling group (docs/deploy-order.md). Managed draining still stops
+    tasks gracefully before an instance terminates.
+
+    ``depend_on_capacity(resource)`` orders a service after the cluster's capacity-provider
+    association, so it is created after it and deleted before it ("capacity provider is in use").
+
     The ASG's own size is left to the capacity provider: ``min`` 0, ``max`` = ``max_instances``,
     no desired count (a deploy never resets it).
 
@@ -65,6 +74,7 @@ class GpuCluster(Construct):
         container_stop_timeout: Duration = Duration.seconds(120),
         cluster_name: str | None = None,
         cloudwatch_agent_config: Mapping[str, Any] | None = None,
+        managed_termination_protection: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         # A name from the sizing catalog (SizingError for an unknown one), or InstanceType.describe(...).
@@ -146,7 +156,9 @@ class GpuCluster(Construct):
             launch_template=self.launch_template,
             min_capacity=0,
             max_capacity=max_instances,
-            new_instances_protected_from_scale_in=True,
+            # ECS clears an instance's protection only while its capacity provider exists: with managed
+            # termination protection off, protected instances would never scale in (or be deleted).
+            new_instances_protected_from_scale_in=managed_termination_protection,
             health_checks=autoscaling.HealthChecks.ec2(grace_period=Duration.minutes(10)),
             capacity_rebalance=False,
         )
@@ -162,7 +174,7 @@ class GpuCluster(Construct):
             "CapacityProvider",
             auto_scaling_group=self.auto_scaling_group,
             enable_managed_scaling=True,
-            enable_managed_termination_protection=True,
+            enable_managed_termination_protection=managed_termination_protection,
             enable_managed_draining=True,
             target_capacity_percent=100,
             machine_image_type=ecs.MachineImageType.AMAZON_LINUX_2,
@@ -243,3 +255,29 @@ class GpuCluster(Construct):
         # Synth fails on the error above; this only keeps the construct tree complete until then.
         region = "us-east-1" if Token.is_unresolved(stack.region) else stack.region
         return ec2.MachineImage.generic_linux({region: "ami-00000000000000000"})
+
+    def depend_on_capacity(self, dependent: CfnResource) -> None:
+        """Make ``dependent`` (an ECS service's CfnService) depend on the cluster's capacity-provider association.
+
+        CDK creates the ``AWS::ECS::ClusterCapacityProviderAssociations`` resource under the cluster
+        construct at synth (an aspect of the cluster), so the dependency is added by an aspect too,
+        when the association exists.
+        """
+        Aspects.of(dependent).add(_AfterCapacityAssociation(self.cluster, dependent))
+
+
+@jsii.implements(IAspect)
+class _AfterCapacityAssociation:
+    def __init__(self, cluster: ecs.Cluster, dependent: CfnResource) -> None:
+        self._cluster, self._dependent = cluster, dependent
+
+    def visit(self, node: IConstruct) -> None:
+        if node.node.path != self._dependent.node.path:
+            return
+        association = self._cluster.node.try_find_child(self._cluster.node.id)
+        if not isinstance(association, ecs.CfnClusterCapacityProviderAssociations):
+            raise ValueError(
+                f"GpuCluster: no capacity-provider association under {self._cluster.node.path} when "
+                f"{node.node.path} was visited; create the service after the GpuCluster"
+            )
+        self._dependent.add_resource_dependency(association)

@@ -61,7 +61,7 @@ class InferenceTask(Construct):
         vllm_args: Sequence[str],
         vllm_environment: Mapping[str, str],
         gpu_count: int,
-        hf_token: secretsmanager.ISecret,
+        hf_token: secretsmanager.ISecret | None,
         model_cache: ModelCache,
         hf_hub_offline: bool,
         gateway_image: ecs.ContainerImage | None = None,
@@ -146,7 +146,8 @@ class InferenceTask(Construct):
             memory_reservation_mib=vllm_memory_mib,
             gpu_count=gpu_count,
             environment=dict(vllm_environment),
-            secrets={"HF_TOKEN": ecs.Secret.from_secrets_manager(hf_token)},
+            # None for a public model or an S3-staged one: the Hub rejects an invalid token even on public repos.
+            secrets={"HF_TOKEN": ecs.Secret.from_secrets_manager(hf_token)} if hf_token is not None else None,
             linux_parameters=self._vllm_linux_parameters(shm),
             # Model load window before ECS replaces the task: 300 s start period + 10 × 30 s = 600 s
             # (ECS allows no more retries); the service's ALB grace period is longer still.

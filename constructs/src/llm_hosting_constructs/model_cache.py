@@ -102,14 +102,15 @@ class ModelCache(Construct):
             create_acl=efs.Acl(owner_uid=CACHE_UID, owner_gid=CACHE_GID, permissions="750"),
         )
 
-    def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> None:
-        """Open NFS (2049) to the ``peer`` security group, and nothing else.
+    def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> ec2.CfnSecurityGroupIngress:
+        """Open NFS (2049) to the ``peer`` security group, and nothing else; returns the ingress rule.
 
         The ingress rule is created in the peer's stack, so a client stack depends on the cache's
-        stack and never the other way round (the cache stays deployable on its own).
+        stack and never the other way round (the cache stays deployable on its own). It sits at
+        that stack's top level: make the tasks that mount the cache depend on it.
         """
         scope = Stack.of(peer)
-        ec2.CfnSecurityGroupIngress(
+        ingress = ec2.CfnSecurityGroupIngress(
             scope,
             f"NfsFrom{Names.unique_id(peer)}",
             group_id=self.security_group.security_group_id,
@@ -121,6 +122,7 @@ class ModelCache(Construct):
         )
         if not peer.allow_all_outbound:
             peer.add_egress_rule(self.security_group, ec2.Port.tcp(efs.FileSystem.DEFAULT_PORT), description)
+        return ingress
 
     def add_to_task(self, task_definition: ecs.TaskDefinition, *, write: bool, name: str = "hf-cache") -> str:
         """Add the cache as an EFS volume (TLS + IAM, through the access point) to ``task_definition`` and

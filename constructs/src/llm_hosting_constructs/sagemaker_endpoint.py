@@ -27,6 +27,11 @@ CAPTURE_PREFIX = "captures"
 TIMEOUT_RANGE = (60, 3600)  # ContainerStartupHealthCheckTimeoutInSeconds / ModelDataDownloadTimeoutInSeconds
 
 
+def instance_slug(instance_type: str) -> str:
+    """``ml.g6e.2xlarge`` -> ``g6e-2xlarge``: the instance type as it appears in an endpoint name."""
+    return instance_type.removeprefix("ml.").replace(".", "-")
+
+
 class SageMakerEndpoint(Construct):
     """Model, endpoint config and endpoint for one LLM container on ``ml.*`` GPU instances.
 
@@ -50,6 +55,15 @@ class SageMakerEndpoint(Construct):
       errors and p99 model latency) with automatic rollback when either fires.
     - Data capture off (prompts and completions are not stored) unless
       ``data_capture_percent`` is given; then to a KMS-encrypted, versioned, SSL-only bucket.
+
+    Instance type changes deploy as a new endpoint (``name_includes_instance_type``, the default):
+    the endpoint's name ends in the instance type (``-g6e-2xlarge``), so a new type is a new name,
+    which CloudFormation creates beside the old endpoint (EndpointName is create-only) together with
+    a new scalable target, and deletes the old pair only after the new one is in service. An
+    in-place ``UpdateEndpoint`` to another instance type fails while the variant is a registered
+    scalable target (AWS: "Update endpoints that use auto scaling"); a new count or model does not,
+    so those update in place (blue/green). Either way the instance quota must hold the old fleet and
+    the new one at once (docs/sagemaker.md).
 
     Attributes: ``role``, ``security_group``, ``key``, ``log_group``, ``model``, ``endpoint_config``,
     ``endpoint``, ``endpoint_name``, ``variant_name``, ``volume_kms_key`` (None on NVMe types),
@@ -83,16 +97,22 @@ class SageMakerEndpoint(Construct):
         bake_time: Duration = Duration.minutes(10),
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        name_includes_instance_type: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         instance = get_instance(instance_type) if isinstance(instance_type, str) else instance_type
         isolate = model_data_s3_uri is not None if network_isolation is None else network_isolation
         s3_match = S3_PREFIX_URI.match(model_data_s3_uri) if model_data_s3_uri else None
         startup_s, download_s = container_startup_timeout.to_seconds(), model_download_timeout.to_seconds()
-        if not ENDPOINT_NAME.match(endpoint_name):
-            raise ValueError(f"SageMakerEndpoint: endpoint_name {endpoint_name!r} must match {ENDPOINT_NAME.pattern}")
         if not instance.is_sagemaker:
             raise ValueError(f"SageMakerEndpoint: instance_type {instance.name!r} is not a SageMaker type (ml.*)")
+        if name_includes_instance_type:
+            endpoint_name = f"{endpoint_name}-{instance_slug(instance.name)}"
+        if not ENDPOINT_NAME.match(endpoint_name):
+            raise ValueError(
+                f"SageMakerEndpoint: endpoint name {endpoint_name!r} must match {ENDPOINT_NAME.pattern} (at most 63 "
+                "characters, the instance type included); shorten endpoint_name"
+            )
         if instance_count < 1:
             raise ValueError("SageMakerEndpoint: instance_count must be at least 1 (real-time endpoints cannot run 0)")
         if model_data_s3_uri is not None and s3_match is None:

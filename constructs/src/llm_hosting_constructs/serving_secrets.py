@@ -13,10 +13,10 @@ from constructs import Construct
 class ServingSecrets(Construct):
     """Secrets Manager secrets for the serving task, never plaintext in a template or task definition.
 
-    - ``hf_token``: the Hugging Face token vLLM and the pre-warm task download gated models
-      with. Created empty-valued (a placeholder you overwrite with
-      ``aws secretsmanager put-secret-value``) unless ``existing_hf_token_secret_name`` names
-      one you manage. A plain string secret.
+    - ``hf_token``: the Hugging Face token the pre-warm task (and vLLM, when it may download)
+      reads for gated models: the existing secret ``existing_hf_token_secret_name`` (a plain
+      string, created with ``aws secretsmanager create-secret`` before the first deploy), or
+      None for public models and S3-staged weights.
     - ``api_keys``: the gateway's keys, JSON ``{"key-id": "key"}`` as the gateway expects,
       created with one random 48-character key under ``generated_key_id`` (what your front door
       sends as its bearer key). Add keys by putting a new JSON value; the tasks read it when they start.
@@ -25,7 +25,7 @@ class ServingSecrets(Construct):
     automatically: the HF token is issued by huggingface.co, and a rotated gateway key must
     reach the front door at the same moment, which is a deploy, not a Lambda.
 
-    Attributes: ``hf_token``, ``api_keys``, ``generated_key_id``, ``hf_token_created`` (False when referenced).
+    Attributes: ``hf_token`` (None without a name), ``api_keys``, ``generated_key_id``.
     """
 
     def __init__(
@@ -46,27 +46,17 @@ class ServingSecrets(Construct):
             raise ValueError("ServingSecrets: existing_hf_token_secret_name must not be blank")
 
         no_rotation = (
-            "is issued outside AWS (Hugging Face token / front-door key) and rotated by a deploy, not a Lambda"
+            "holds the gateway's keys, which must reach the front door at the same moment: rotated by a deploy, "
+            "not a Lambda"
         )
-        self.hf_token_created = existing_hf_token_secret_name is None
-        if existing_hf_token_secret_name is None:
-            created = secretsmanager.Secret(
-                self,
-                "HfToken",
-                description="Hugging Face token for vLLM and the model pre-warm (put-secret-value after deploy)",
-                encryption_key=key,
-                # A random placeholder, not a credential: an operator puts the real token.
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    password_length=32, exclude_punctuation=True
-                ),
-                removal_policy=removal_policy,
-            )
-            Validations.of(created).acknowledge(
-                Acknowledgment(id="AwsSolutions::AwsSolutions-SMG4", reason=f"This secret {no_rotation}.")
-            )
-            self.hf_token: secretsmanager.ISecret = created
-        else:
-            self.hf_token = secretsmanager.Secret.from_secret_name_v2(self, "HfToken", existing_hf_token_secret_name)
+        # Never created here: a generated placeholder is not a token, the deploy that created it would
+        # already need the real one (the pre-warm runs during the deploy), and the Hub answers 401 to an
+        # invalid token even for public models. The secret must exist before the first deploy.
+        self.hf_token: secretsmanager.ISecret | None = (
+            secretsmanager.Secret.from_secret_name_v2(self, "HfToken", existing_hf_token_secret_name)
+            if existing_hf_token_secret_name is not None
+            else None
+        )
 
         self.api_keys = secretsmanager.Secret(
             self,

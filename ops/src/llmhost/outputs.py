@@ -52,6 +52,8 @@ API_URL: Final = "ApiUrl"
 """Invoke URL of the REST API stage, ending in ``/`` (e.g. ``https://abc.execute-api.eu-west-1.amazonaws.com/prod/``)."""
 API_KEY_IDS: Final = "ApiKeyIds"
 """Comma-separated API Gateway key IDs (not values): ``apigateway:GetApiKey`` with ``includeValue`` reads the value."""
+API_BACKEND_SECURITY_GROUP: Final = "BackendSecurityGroupId"
+"""Security group of the internal ALB the API's VPC link calls, as the api stack read it at its last deploy."""
 
 # serving stack: ECS cluster, service and the one-off pre-warm task.
 CLUSTER_NAME: Final = "ClusterName"
@@ -83,6 +85,7 @@ SAGEMAKER_ENDPOINT_NAME: Final = "SageMakerEndpointName"
 OUTPUT_STACK: Final[dict[str, str]] = {
     API_URL: API,
     API_KEY_IDS: API,
+    API_BACKEND_SECURITY_GROUP: API,
     CLUSTER_NAME: SERVING,
     SERVICE_NAME: SERVING,
     LOAD_BALANCER_DNS: SERVING,

@@ -143,4 +143,17 @@ def render(console: Console, request: SizeRequest) -> SizingReport:
             f"[yellow]note:[/yellow] the table is sized at the model's context of {length:,} tokens: "
             f"{r.max_model_len:,} tokens fit on no instance, the model does not support them"
         )
+    instance = get_instance(request.instance_type)
+    if instance.is_sagemaker:
+        console.print(quota_note(instance.name))
     return r
+
+
+def quota_note(instance_type: str) -> str:
+    """SageMaker updates start the new fleet beside the old one (docs/sagemaker.md: quota for updates)."""
+    return (
+        f"Quota: every endpoint update (blue/green: new model, image or count) runs a second fleet until the "
+        f"new one is in service, so the account's '{instance_type} for endpoint usage' quota must allow twice "
+        f"the instances in service (2 x max_capacity to be safe); an instance-type change needs the new type's "
+        f"quota for instance_count while the old endpoint still runs."
+    )

@@ -50,6 +50,11 @@ class ModelArchitecture(BaseModel):
         default=None, description="max_position_embeddings; when unknown, max_model_len is not checked against it."
     )
     tie_word_embeddings: bool = False
+    gated: bool | None = Field(
+        default=None,
+        description="True when the Hugging Face repo is gated (download needs an accepted licence and a token); "
+        "None when unknown.",
+    )
 
     @model_validator(mode="after")
     def _kv_heads_group_attention_heads(self) -> ModelArchitecture:
