@@ -379,18 +379,21 @@ def main() -> int:
                     help="another gateway copy (and/or settings) as one more target")
     ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
     ap.add_argument("--base-port", type=int, default=8080)
+    ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    logs = a.logs or a.out.parent
+    logs.mkdir(parents=True, exist_ok=True)
 
     hops: list[Hop] = []
     try:
         gws = [("gateway", str(GATEWAY_DIR))] + [tuple(g.split("=", 1)) for g in a.gateway]
         for i, (name, spec) in enumerate(gws):
             d, *env = spec.split(":")
-            hops.append(Hop.gateway(name, Path(d).resolve(), a.upstream, a.model, a.base_port + i, a.out.with_suffix(f".{name}.log"),
+            hops.append(Hop.gateway(name, Path(d).resolve(), a.upstream, a.model, a.base_port + i, logs / f"{a.out.stem}.{name}.log",
                                     dict(e.split("=", 1) for e in env)))  # fmt: skip
         if not a.no_control:
-            hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, a.out.with_suffix(".aiohttp.log")))
+            hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
         for h in hops:
             h.wait_ready(contract.HEALTH_PATH if h.name != "aiohttp" else "/health")
         targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}
