@@ -10,8 +10,6 @@ gateway's own time per request in profiles. This client writes each request with
   ``keepalive_s`` (kept below vLLM's own 5 s, so vLLM never closes one under us).
 * Connect timeout per new connection; read timeout = longest silence while a
   response is in progress, enforced by one watchdog task per pool (no per-read timer).
-* A request on a new connection is written from ``connection_made``, in the callback
-  that completes the connect, not after the caller's coroutine resumes.
 * Flow control: reading from the upstream pauses while 1 MiB is buffered unread.
 * ``Response.close()`` drops the connection: vLLM sees the disconnect and aborts.
 
@@ -147,15 +145,10 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.last_io = 0.0
         self._paused = False
-        self.pending: bytes | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if self.pending is not None:
-            transport.write(self.pending)  # type: ignore[attr-defined]
-            self.pending = None
-            self.last_io = self.pool.now = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -294,17 +287,29 @@ class Pool:
         except ValueError:
             pass
 
-    def _idle(self) -> _Conn | None:
-        """The most recently pooled live connection (LIFO), dropping expired ones on the way."""
+    async def _get(self) -> tuple[_Conn, bool]:
         now = time.monotonic()
         while self.idle:
             c = self.idle.pop()
             if not c.closed and now - c.idle_since < self.keepalive_s:
-                return c
+                return c, True
             c.abort()
-        return None
+        try:
+            _, c = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: _Conn(self), self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
+                ),
+                self.connect_timeout_s,
+            )
+        except asyncio.TimeoutError:
+            raise ConnectFailed(f"connect timeout after {self.connect_timeout_s:g} s") from None
+        except OSError as e:
+            raise ConnectFailed(f"{type(e).__name__}: {e.strerror or e}") from None
+        return c, False  # type: ignore[return-value]
 
-    def _head(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
+        """Send one request; return when the status line and headers are in."""
+        c, _reused = await self._get()
         head = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method.encode(), (self.base_path + path).encode(), self.host_header)]
         for k, v in headers.items():
             head.append(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")))
@@ -313,55 +318,19 @@ class Pool:
             head.append(body)
         else:
             head.append(b"\r\n")
-        return b"".join(head)
-
-    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Response:
-        """Send one request; return when the status line and headers are in."""
-        data = self._head(method, path, body, headers)
         fut: asyncio.Future[None] = self.loop.create_future()
-        c = self._idle()
-        if c is not None:
-            c.resp = Response(c, fut)
-            c.last_io = self.now = time.monotonic()
-            self.active.add(c)
-            assert c.transport is not None
-            c.transport.write(data)
-        else:
-            c = _Conn(self)
-            c.resp = Response(c, fut)
-            c.last_io = self.now = time.monotonic()
-            # Written from connection_made, in the same callback that completes the connect: the
-            # request does not wait for this coroutine's next turn, which under a burst comes after
-            # every other request that arrived meanwhile.
-            c.pending = data
-            self.active.add(c)
-            await self._connect(c, fut)
+        r = Response(c, fut)
+        c.resp = r
+        c.last_io = self.now = time.monotonic()
+        self.active.add(c)
+        assert c.transport is not None
+        c.transport.write(b"".join(head))
         try:
             await fut
         except BaseException:
             c.abort()
             raise
-        return c.resp  # type: ignore[return-value]
-
-    async def _connect(self, c: _Conn, fut: asyncio.Future[None]) -> None:
-        try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the connect in a task of its
-            # own, two more event-loop turns per new connection.
-            async with asyncio.timeout(self.connect_timeout_s):
-                await self.loop.create_connection(
-                    lambda: c, self.host, self.port, ssl=self.ssl, server_hostname=self.host if self.ssl else None
-                )
-        except BaseException as e:
-            c.abort()
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # retrieved: the caller gets the error raised below instead
-            else:
-                fut.cancel()
-            if isinstance(e, TimeoutError):
-                raise ConnectFailed(f"connect timeout after {self.connect_timeout_s:g} s") from None
-            if isinstance(e, OSError):
-                raise ConnectFailed(f"{type(e).__name__}: {e.strerror or e}") from None
-            raise
+        return r
 
 
 def new_pool(base_url: str, **kw: Any) -> Pool:
