@@ -1,7 +1,9 @@
 """The control target of the GPU benchmark: a plain aiohttp pass-through, nothing else.
 
 aiohttp's web server in front, aiohttp's client behind (``TCPConnector(limit=0)``, so no pool cap
-of its own), request body and response bytes relayed as they come. No auth, validation, metrics or
+of its own; idle connections kept 4 s, below vLLM's 5 s keep-alive, as the gateway does: with
+aiohttp's default 15 s the hop reuses connections vLLM has closed and answers 500, as 11 requests of
+the 2026-12-04 run did), request body and response bytes relayed as they come. No auth, validation, metrics or
 logging: whatever TTFT tail or throughput loss the gateway shows beyond this hop in the same rounds
 is the gateway's own.
 
@@ -23,7 +25,7 @@ def make_app(upstream: str) -> web.Application:
 
     async def start(app: web.Application) -> None:
         app["session"] = aiohttp.ClientSession(
-            upstream, connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None, sock_read=600)
+            upstream, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4), timeout=aiohttp.ClientTimeout(total=None, sock_read=600)
         )
 
     async def stop(app: web.Application) -> None:
