@@ -7,6 +7,9 @@ It speaks just enough HTTP/1.1 (keep-alive, chunked responses) and the vLLM shap
 or not. A stream emits ``max_tokens`` chunks (default ``--chunks``): the first after
 ``--ttft-ms``, then one every ``--interval-ms`` from a single shared ticker, then the
 usage event when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
+``--busy-ms`` holds the event loop that long per inference request (vLLM's API server renders
+and tokenizes on its loop, so a burst queues there), ``--backlog`` sets the listen queue, and
+``/metrics`` also counts requests, chunks and accepted connections (``fake:*_total``).
 
     python bench/gateway/fake_upstream.py --port 9000 --interval-ms 20 --chunks 50
 
