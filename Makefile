@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test test-infra snapshots install install-test bench-synth bench-gateway bench-affinity diff clean
+.PHONY: synth test test-infra snapshots install install-test bench-synth bench-gateway bench-affinity bench-gpu bench-gpu-table diff clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,6 +89,16 @@ bench-affinity: $(VENV)/.stamp-dev .venv-vllm/.stamp
 BASE ?= HEAD
 diff: install $(VENV)/.stamp-dev
 	$(PY) -m tools.diff --base $(BASE)
+
+# GPU benchmark (bench/gpu, see its README): burst and staggered arrivals, direct vs the gateway vs a
+# plain aiohttp hop in the same rounds. `bench-gpu` runs it on a GPU host where vLLM serves on :8000;
+# `bench-gpu-table` prints the tables and verdicts of a results folder (default: the latest H200 run).
+BENCH_GPU_RESULTS ?= bench/results/2026-12-04-h200-bursts
+bench-gpu: $(VENV)/.stamp-dev
+	$(PY) bench/gpu/bench.py --out bench/out/gpu.json $(BENCH_GPU_ARGS)
+
+bench-gpu-table: $(VENV)/.stamp-dev
+	$(PY) bench/gpu/bench.py --table $(sort $(wildcard $(BENCH_GPU_RESULTS)/*.json))
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-checkov .venv-vllm node_modules

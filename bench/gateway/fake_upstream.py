@@ -7,6 +7,9 @@ It speaks just enough HTTP/1.1 (keep-alive, chunked responses) and the vLLM shap
 or not. A stream emits ``max_tokens`` chunks (default ``--chunks``): the first after
 ``--ttft-ms``, then one every ``--interval-ms`` from a single shared ticker, then the
 usage event when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
+``--busy-ms`` holds the event loop that long per inference request (vLLM's API server renders
+and tokenizes on its loop, so a burst queues there), ``--backlog`` sets the listen queue, and
+``/metrics`` also counts requests, chunks and accepted connections (``fake:*_total``).
 
     python bench/gateway/fake_upstream.py --port 9000 --interval-ms 20 --chunks 50
 
@@ -50,6 +53,7 @@ class Server:
         self.running = 0
         self.total_requests = 0
         self.total_chunks = 0
+        self.total_connections = 0
         m = args.model
         self.chat_chunk = self._event(
             {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": m,
@@ -80,6 +84,7 @@ class Server:
             f'vllm:num_requests_running{{engine="0",model_name="{m}"}} {float(self.running)}\n'
             f'vllm:num_requests_waiting{{engine="0",model_name="{m}"}} {float(self.a.waiting)}\n'
             f"fake:requests_total {self.total_requests}\nfake:chunks_total {self.total_chunks}\n"
+            f"fake:connections_total {self.total_connections}\n"
         ).encode()
 
     async def ticker(self) -> None:
@@ -142,6 +147,7 @@ class Http(asyncio.Protocol):
     # asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.srv.total_connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -197,6 +203,10 @@ class Http(asyncio.Protocol):
         except ValueError:
             return self.respond(400, b'{"error":{"message":"bad json","type":"BadRequestError","param":null,"code":400}}')
         srv.total_requests += 1
+        if a.busy_ms > 0:
+            # vLLM's API server renders the chat template and tokenizes on its event loop: under a
+            # burst that loop accepts nothing else for a while. time.sleep holds the loop the same way.
+            time.sleep(a.busy_ms / 1000.0)
         kind = "chat" if path == b"/v1/chat/completions" else "completion"
         n = req.get("max_tokens") or a.chunks
         n = max(1, int(n)) if isinstance(n, int) else a.chunks
@@ -242,7 +252,7 @@ class Http(asyncio.Protocol):
 async def serve(args: argparse.Namespace) -> None:
     srv = Server(args)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Http(srv), args.host, args.port, backlog=4096)
+    server = await loop.create_server(lambda: Http(srv), args.host, args.port, backlog=args.backlog)
     port = server.sockets[0].getsockname()[1]
     print(f"fake upstream listening on {args.host}:{port} pid={os.getpid()}", flush=True)
     if args.port_file:
@@ -276,6 +286,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--interval-ms", type=float, default=20.0, help="pace: one chunk per stream per interval")
     ap.add_argument("--ttft-ms", type=float, default=0.0, help="delay before the first chunk / the unary answer")
     ap.add_argument("--waiting", type=int, default=0, help="queue depth reported at /metrics")
+    ap.add_argument("--busy-ms", type=float, default=0.0, help="hold the event loop this long per inference request")
+    ap.add_argument("--backlog", type=int, default=4096, help="listen backlog (accept queue length)")
     ap.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long (bounded runs)")
     return ap.parse_args(argv)
 

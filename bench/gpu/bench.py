@@ -1,19 +1,30 @@
-"""GPU benchmark: the whole serving path, direct to vLLM vs through the gateway, same run.
+"""GPU benchmark: burst and staggered arrivals, direct vs the gateway vs a plain aiohttp hop, same rounds.
 
 On a GPU host where `../shared/gpu/start-vllm.sh` has started vLLM on :8000 (see bench/gpu/README.md),
-this starts the gateway exactly as its container does (`python -m app.server`, the settings the
-ECS task definition sets, one worker), then, for every cell of
+this starts the gateway exactly as its container does (`python -m app.server`, the settings the ECS
+task definition sets, one worker) and the control, a plain aiohttp pass-through
+(`bench/gpu/aiohttp_hop.py`), then for every cell of
 
-    concurrency {1, 32, 128, 256} x {streaming, non-streaming} x prompt {256, 2000 words}
+    arrivals {burst, staggered} x concurrency {32, 128, 256}
 
-runs one direct round and one through-gateway round back to back (the order alternates from cell
-to cell). Each of `c` closed-loop workers sends `requests_per_worker(c)` chat completions
-(`max_tokens=256`, `ignore_eos`), spread over several client processes so the client is never the
-bottleneck. Per round it records TTFT p50/p99 (first content chunk; for non-streaming calls the
-whole response), inter-chunk gap p50/p99, output tokens/s (from `usage`), errors, and for gateway
-rounds the gateway's CPU seconds and peak RSS. Writes JSON and prints a Markdown table.
+runs `--rounds` rounds; a round sends the same load to every target once, the order rotating from
+round to round (so each target sits in each position equally often). `burst`: every closed-loop
+worker starts at the same instant; `staggered`: worker starts are spread evenly over `--stagger-s`.
+Each worker sends `--requests-per-worker` streaming chat completions (`max_tokens`, `ignore_eos`,
+`stream_options.include_usage`), spread over several client processes.
+
+Per target and cell: output tokens/s per round from `usage` (vLLM merges tokens into fewer SSE events
+under load, so chunks are no token count), the ratio to direct within each round (reported: median
+pair, min, max), TTFT p50/p99 over every request of every round (first content event), and the
+kernel's TCP counters over the target's rounds (listen-queue overflows, retransmissions, connections
+opened), which show a connection problem where there is one. Then one-token non-streaming calls one at
+a time, the targets interleaved call by call: the added p50 of each hop.
+
+Any directory holding another copy of the gateway (`--gateway NAME=DIR`, e.g. the code before a fix)
+becomes one more target in the same rounds. Writes JSON; prints the tables and the verdicts.
 
     python3 bench/gpu/bench.py --upstream http://127.0.0.1:8000 --model m --out results.json
+    python3 bench/gpu/bench.py --table results.json ...     # the tables of written results
 """
 
 from __future__ import annotations
@@ -22,13 +33,16 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import platform
 import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +53,14 @@ GATEWAY_DIR = REPO / "containers" / "gateway"
 sys.path.insert(0, str(GATEWAY_DIR))
 from app.core import contract  # noqa: E402  (stdlib only)
 
-CONCURRENCY = (1, 32, 128, 256)
-PROMPT_WORDS = (256, 2000)
-MAX_TOKENS = 256
+CONCURRENCY = (32, 128, 256)
+ARRIVALS = ("burst", "staggered")
 VOCAB = 128_254  # the synthetic word-level tokenizer of shared/gpu/mk_model.py: words w0..w128253
 ALB_IDLE_TIMEOUT_S = 900  # config default (ecs.alb_idle_timeout_seconds)
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def requests_per_worker(concurrency: int, override: int = 0) -> int:
-    return override or {1: 4, 32: 3}.get(concurrency, 2)
+# Kernel TCP counters worth a look per round (/proc/net/netstat TcpExt, /proc/net/snmp Tcp).
+TCP_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPSynRetrans", "RetransSegs", "ActiveOpens")
+TARGETS_OK = {"ratio": 0.98}
 
 
 def pctl(xs: list[float], q: float) -> float | None:
@@ -56,6 +68,62 @@ def pctl(xs: list[float], q: float) -> float | None:
         return None
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def tcp_counters() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        for names, values in zip(lines[::2], lines[1::2]):
+            for k, v in zip(names.split()[1:], values.split()[1:]):
+                if k in TCP_COUNTERS:
+                    out[k] = int(v)
+    return out
+
+
+class UpstreamSockets(threading.Thread):
+    """Samples /proc/net/tcp every few ms during a round: when each connection to the upstream's port
+    first appears (for a hop: when the hop has connected to vLLM), how many there were, and the longest
+    accept queue of the upstream's listening socket (connections the kernel completed that vLLM has not
+    accepted yet)."""
+
+    def __init__(self, port: int, period_s: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.hexport = f"{port:04X}"
+        self.period_s = period_s
+        self.first_seen: dict[str, float] = {}
+        self.accept_queue_max = 0
+        self.stop_evt = threading.Event()
+        self.t0 = time.time()
+
+    def run(self) -> None:
+        while not self.stop_evt.is_set():
+            now = time.time()
+            for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    lines = Path(path).read_text().splitlines()[1:]
+                except OSError:
+                    continue
+                for ln in lines:
+                    f = ln.split()
+                    local, remote, st = f[1], f[2], f[3]
+                    if not local.endswith(":" + self.hexport):
+                        continue
+                    if st == "0A":  # LISTEN: rx_queue is the accept queue's length
+                        self.accept_queue_max = max(self.accept_queue_max, int(f[4].split(":")[1], 16))
+                    elif st == "01":
+                        self.first_seen.setdefault(remote, now)
+            self.stop_evt.wait(self.period_s)
+
+    def result(self, start: float) -> dict[str, Any]:
+        self.stop_evt.set()
+        self.join()
+        new = sorted(t - start for t in self.first_seen.values() if t >= start)
+        return {"conns": len(self.first_seen), "new_conns": len(new), "accept_queue_max": self.accept_queue_max,
+                "connect_p50_ms": round(1000 * (pctl(new, 0.5) or 0), 1), "connect_max_ms": round(1000 * (new[-1] if new else 0), 1)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the client
@@ -72,21 +140,17 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict[str, 
                 out["ttft"].append(time.perf_counter() - start)
                 out["tokens"].append(data["usage"]["completion_tokens"])
                 return
-            first = last = None
+            first = None
             tokens = 0
             async for line in resp.content:
                 if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                     continue
-                now = time.perf_counter()
                 if b'"usage":{' in line and b'"choices":[]' in line:
                     tokens = json.loads(line[6:])["usage"]["completion_tokens"]
                     continue
                 if first is None:
-                    first = now
-                    out["ttft"].append(now - start)
-                else:
-                    out["gaps"].append(now - last)
-                last = now
+                    first = time.perf_counter()
+                    out["ttft"].append(first - start)
             if tokens != body["max_tokens"]:
                 # ignore_eos + max_tokens: anything shorter is a stream that broke or ended in an error event.
                 out["errors"].append("short stream")
@@ -96,50 +160,55 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict[str, 
 
 
 async def client_worker_group(
-    url: str, bodies: list[dict[str, Any]], workers: int, per_worker: int, stagger_s: float = 0.0
+    url: str, bodies: list[dict[str, Any]], workers: int, first: int, total: int, per_worker: int, stagger_s: float
 ) -> dict[str, list]:
-    out: dict[str, list] = {"ttft": [], "gaps": [], "tokens": [], "errors": []}
-    conn = aiohttp.TCPConnector(limit=0, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=600, sock_connect=10)
+    out: dict[str, list] = {"ttft": [], "tokens": [], "errors": []}
+    conn = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=900, sock_connect=30)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        t0 = time.perf_counter()
 
         async def worker(w: int) -> None:
-            # Identical requests (ignore_eos, same max_tokens) keep closed-loop workers in lockstep:
-            # every wave would arrive as one burst. A start offset spreads arrivals over a request.
-            await asyncio.sleep(stagger_s * w / max(1, workers))
+            # Worker w of `total` starts at its share of the stagger window (0 for bursts), counted
+            # from one shared instant so the processes' workers interleave.
+            await asyncio.sleep(max(0.0, t0 + stagger_s * w / max(1, total) - time.perf_counter()))
             for i in range(per_worker):
                 await one_request(session, url, bodies[(w * per_worker + i) % len(bodies)], out)
 
-        await asyncio.gather(*(worker(w) for w in range(workers)))
+        await asyncio.gather(*(worker(first + w) for w in range(workers)))
     return out
 
 
-def _client_process(args: tuple[str, list[dict[str, Any]], int, int, float]) -> dict[str, list]:
+def _client_process(args: tuple[Any, ...]) -> dict[str, list]:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(client_worker_group(*args))
+    start_at, *rest = args
+    time.sleep(max(0.0, start_at - time.time()))  # every process starts its workers at the same instant
+    return asyncio.run(client_worker_group(*rest))
 
 
 def run_round(
-    pool: mp.pool.Pool, url: str, bodies: list[dict[str, Any]], concurrency: int, per_worker: int, stagger_s: float = 0.0
+    pool: multiprocessing.pool.Pool, url: str, bodies: list[dict[str, Any]], concurrency: int, per_worker: int, stagger_s: float
 ) -> tuple[dict[str, list], float]:
     procs = min(8, concurrency)
     split = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
-    start = time.perf_counter()
-    parts = pool.map(_client_process, [(url, bodies, n, per_worker, stagger_s) for n in split])
-    wall = time.perf_counter() - start
-    merged: dict[str, list] = {"ttft": [], "gaps": [], "tokens": [], "errors": []}
+    firsts = [sum(split[:i]) for i in range(procs)]
+    start_at = time.time() + 0.2
+    run_round.started_at = start_at  # type: ignore[attr-defined]
+    parts = pool.map(_client_process, [(start_at, url, bodies, n, f, concurrency, per_worker, stagger_s) for n, f in zip(split, firsts)])
+    wall = time.time() - start_at
+    merged: dict[str, list] = {"ttft": [], "tokens": [], "errors": []}
     for p in parts:
         for k in merged:
             merged[k].extend(p[k])
     return merged, wall
 
 
-# --------------------------------------------------------------------------- the gateway
+# --------------------------------------------------------------------------- the hops
 def gateway_env(upstream: str, model: str, port: int) -> dict[str, str]:
     """The environment the ECS task definition gives the gateway (app.py serving_settings)."""
     return {
@@ -147,6 +216,7 @@ def gateway_env(upstream: str, model: str, port: int) -> dict[str, str]:
         contract.ENV_UPSTREAM_URL: upstream,
         contract.ENV_SERVED_MODEL_NAME: model,
         contract.ENV_PORT: str(port),
+        contract.ENV_HOST: "127.0.0.1",
         contract.ENV_KEEPALIVE_TIMEOUT_S: str(contract.server_keepalive_for_alb(ALB_IDLE_TIMEOUT_S)),
         contract.ENV_UPSTREAM_KEEPALIVE_S: str(contract.DEFAULT_UPSTREAM_KEEPALIVE_S),
         contract.ENV_DRAIN_TIMEOUT_S: "100",
@@ -160,65 +230,57 @@ def gateway_env(upstream: str, model: str, port: int) -> dict[str, str]:
     }
 
 
-class Gateway:
-    def __init__(self, upstream: str, model: str, port: int, log: Path) -> None:
+class Hop:
+    """A pass-through process in front of the upstream: a gateway copy or the aiohttp control."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str], port: int, log: Path) -> None:
+        self.name = name
         self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         self.log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.server"],
-            cwd=GATEWAY_DIR,
-            env=gateway_env(upstream, model, port),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        import urllib.request
+    @classmethod
+    def gateway(cls, name: str, gw_dir: Path, upstream: str, model: str, port: int, log: Path, env: dict[str, str]) -> "Hop":
+        return cls(name, [sys.executable, "-m", "app.server"], gw_dir, {**gateway_env(upstream, model, port), **env}, port, log)
 
+    @classmethod
+    def aiohttp_control(cls, upstream: str, port: int, log: Path) -> "Hop":
+        cmd = [sys.executable, str(Path(__file__).with_name("aiohttp_hop.py")), "--upstream", upstream, "--port", str(port)]
+        return cls("aiohttp", cmd, REPO, dict(os.environ), port, log)
+
+    def wait_ready(self, path: str, timeout: float = 60) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log.name}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{contract.HEALTH_PATH}", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}{path}", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("gateway not ready; see its log")
-
-    def _pids(self) -> list[int]:
-        """The server process and, with several workers, its worker processes."""
-        pids, i = [self.proc.pid], 0
-        while i < len(pids):
-            try:
-                with open(f"/proc/{pids[i]}/task/{pids[i]}/children") as f:
-                    pids.extend(int(x) for x in f.read().split())
-            except OSError:
-                pass
-            i += 1
-        return pids
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} not ready; see {self.log.name}")
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self._pids():
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK
-        return total
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
 
     def peak_rss_mb(self) -> float:
-        total = 0.0
-        for pid in self._pids():
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
-        return total
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
-# --------------------------------------------------------------------------- the matrix
-def bodies_for(model: str, words: int, stream: bool, n: int = 64) -> list[dict[str, Any]]:
+# --------------------------------------------------------------------------- the cells
+def bodies_for(model: str, words: int, max_tokens: int, stream: bool, n: int = 64) -> list[dict[str, Any]]:
     rng = random.Random(words * 2 + stream)
     out = []
     for _ in range(n):
@@ -226,7 +288,7 @@ def bodies_for(model: str, words: int, stream: bool, n: int = 64) -> list[dict[s
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": MAX_TOKENS,
+            "max_tokens": max_tokens,
             "ignore_eos": True,
             "stream": stream,
         }
@@ -236,92 +298,189 @@ def bodies_for(model: str, words: int, stream: bool, n: int = 64) -> list[dict[s
     return out
 
 
-def summarize(raw: dict[str, list], wall: float) -> dict[str, Any]:
-    ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
+def summarize_cell(rounds: list[dict[str, dict[str, Any]]], names: list[str]) -> dict[str, Any]:
+    """Per target: tokens/s per round, ratio to direct per round (pairs), pooled TTFT percentiles."""
+    ms = lambda v: None if v is None else round(v * 1000, 1)  # noqa: E731
+    out: dict[str, Any] = {}
+    for name in names:
+        rs = [r[name] for r in rounds]
+        tps = [r["tokens"] / r["wall"] for r in rs]
+        ttft = [t for r in rs for t in r["ttft"]]
+        row: dict[str, Any] = {
+            "tokens_per_s": [round(x, 1) for x in tps],
+            "tokens_per_s_median": round(statistics.median(tps), 1),
+            "ttft_p50_ms": ms(pctl(ttft, 0.5)),
+            "ttft_p99_ms": ms(pctl(ttft, 0.99)),
+            "ttft_max_ms": ms(max(ttft) if ttft else None),
+            "round_p99_ms": [ms(pctl(r["ttft"], 0.99)) for r in rs],
+            "requests": sum(r["requests"] for r in rs),
+            "errors": sum(len(r["errors"]) for r in rs),
+            "error_kinds": sorted({e for r in rs for e in r["errors"]}),
+            "tcp": {k: sum(r["tcp"].get(k, 0) for r in rs) for k in TCP_COUNTERS},
+            "upstream_new_conns": sum(r["upstream_sockets"]["new_conns"] for r in rs),
+            "upstream_accept_queue_max": max(r["upstream_sockets"]["accept_queue_max"] for r in rs),
+            "upstream_connect_max_ms": max(r["upstream_sockets"]["connect_max_ms"] for r in rs),
+            "ttft_p90_ms": ms(pctl(ttft, 0.9)),
+        }
+        if "cpu_s" in rs[0]:
+            row["cpu_cores"] = round(sum(r["cpu_s"] for r in rs) / sum(r["wall"] for r in rs), 3)
+        if name != "direct":
+            pairs = [r[name]["tokens"] / r[name]["wall"] / (r["direct"]["tokens"] / r["direct"]["wall"]) for r in rounds]
+            row["ratio_pairs"] = [round(x, 3) for x in pairs]
+            row["ratio_median"] = round(statistics.median(pairs), 3)
+            row["ratio_min"], row["ratio_max"] = round(min(pairs), 3), round(max(pairs), 3)
+        out[name] = row
+    return out
+
+
+async def unary(targets: dict[str, str], model: str, n: int) -> dict[str, Any]:
+    """One-token non-streaming calls, one at a time, the targets interleaved call by call (load drift
+    hits all alike), each over its own kept-alive connection."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "w1 w2 w3"}], "max_tokens": 1}).encode()
+    hdr = {"content-type": "application/json"}
+    times: dict[str, list[float]] = {k: [] for k in targets}
+    sessions = {k: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for k in targets}
+    try:
+        names = list(targets)
+        for i in range(n + 5):
+            for k in names[i % len(names):] + names[: i % len(names)]:
+                t0 = time.perf_counter()
+                async with sessions[k].post(targets[k] + "/v1/chat/completions", data=body, headers=hdr) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{k}: one-token call failed: {r.status}")
+                if i >= 5:  # the first five warm the connections
+                    times[k].append(time.perf_counter() - t0)
+    finally:
+        for s in sessions.values():
+            await s.close()
+    d50 = pctl(times["direct"], 0.5) or 0.0
     return {
-        "requests": len(raw["tokens"]) + len(raw["errors"]),
-        "errors": len(raw["errors"]),
-        "error_kinds": sorted(set(raw["errors"])),
-        "ttft_p50_ms": ms(pctl(raw["ttft"], 0.5)),
-        "ttft_p99_ms": ms(pctl(raw["ttft"], 0.99)),
-        "gap_p50_ms": ms(pctl(raw["gaps"], 0.5)),
-        "gap_p99_ms": ms(pctl(raw["gaps"], 0.99)),
-        "output_tokens": sum(raw["tokens"]),
-        "output_tokens_per_s": round(sum(raw["tokens"]) / wall, 1),
-        "wall_s": round(wall, 2),
-    }
+        k: {"p50_ms": round(1000 * (pctl(v, 0.5) or 0), 3), "p99_ms": round(1000 * (pctl(v, 0.99) or 0), 3),
+            "added_p50_ms": round(1000 * ((pctl(v, 0.5) or 0) - d50), 3), "calls": len(v)}
+        for k, v in times.items()
+    }  # fmt: skip
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--table":  # print the tables of result files already written
+        for f in sys.argv[2:]:
+            print(f"### {Path(f).name}\n\n{tables(json.loads(Path(f).read_text()))}\n")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--upstream", default="http://127.0.0.1:8000")
     ap.add_argument("--model", default="m")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--label", default="llama-3-8b-shape bf16")
+    ap.add_argument("--label", default="Llama-3-8B shape, bf16, TP 1")
+    ap.add_argument("--arrivals", default=",".join(ARRIVALS))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
-    ap.add_argument("--prompt-words", default=",".join(map(str, PROMPT_WORDS)))
-    ap.add_argument("--modes", default="stream,unary")
-    ap.add_argument("--gateway-port", type=int, default=8080)
-    ap.add_argument("--requests-per-worker", type=int, default=0, help="0: 4 at 1 stream, 3 at 32, else 2")
-    ap.add_argument("--stagger-s", type=float, default=0.0, help="spread worker starts over this many seconds")
+    ap.add_argument("--rounds", type=int, default=6, help="rounds per cell (each runs every target once)")
+    ap.add_argument("--requests-per-worker", type=int, default=1)
+    ap.add_argument("--stagger-s", type=float, default=2.0, help="staggered arrivals: worker starts spread over this")
+    ap.add_argument("--prompt-words", type=int, default=256)
+    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--unary", type=int, default=300, help="one-token calls per target (0: skip)")
+    ap.add_argument("--gateway", action="append", default=[], metavar="NAME=DIR[:VAR=VALUE...]",
+                    help="another gateway copy (and/or settings) as one more target")
+    ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
+    ap.add_argument("--base-port", type=int, default=8080)
+    ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    logs = a.logs or a.out.parent
+    logs.mkdir(parents=True, exist_ok=True)
 
-    gw = Gateway(a.upstream, a.model, a.gateway_port, a.out.with_suffix(".gateway.log"))
-    gw.wait_ready()
-    targets = {"direct": f"{a.upstream}/v1/chat/completions", "gateway": f"http://127.0.0.1:{a.gateway_port}/v1/chat/completions"}
-    results: list[dict[str, Any]] = []
-    ctx = mp.get_context("fork")
+    hops: list[Hop] = []
     try:
-        with ctx.Pool(8) as pool:
-            # Warm both paths (connection pools, CUDA graphs for the batch sizes used).
-            for url in targets.values():
-                run_round(pool, url, bodies_for(a.model, 256, True, 8), 8, 1)
-            flip = False
-            for words in map(int, a.prompt_words.split(",")):
-                for mode in a.modes.split(","):
-                    bodies = bodies_for(a.model, words, mode == "stream")
-                    for conc in map(int, a.concurrency.split(",")):
-                        order = ["gateway", "direct"] if flip else ["direct", "gateway"]
-                        flip = not flip
-                        for target in order:
-                            cpu0 = gw.cpu_seconds()
-                            per_worker = requests_per_worker(conc, a.requests_per_worker)
-                            raw, wall = run_round(pool, targets[target], bodies, conc, per_worker, a.stagger_s)
-                            row = {"target": target, "mode": mode, "prompt_words": words, "concurrency": conc, **summarize(raw, wall)}
-                            if target == "gateway":
-                                row["gateway_cpu_s"] = round(gw.cpu_seconds() - cpu0, 2)
-                                row["gateway_cpu_cores"] = round(row["gateway_cpu_s"] / wall, 3)
-                            results.append(row)
-                            print(json.dumps(row), flush=True)
-        peak_rss = gw.peak_rss_mb()
+        gws = [("gateway", str(GATEWAY_DIR))] + [tuple(g.split("=", 1)) for g in a.gateway]
+        for i, (name, spec) in enumerate(gws):
+            d, *env = spec.split(":")
+            hops.append(Hop.gateway(name, Path(d).resolve(), a.upstream, a.model, a.base_port + i, logs / f"{a.out.stem}.{name}.log",
+                                    dict(e.split("=", 1) for e in env)))  # fmt: skip
+        if not a.no_control:
+            hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
+        for h in hops:
+            h.wait_ready(contract.HEALTH_PATH if h.name != "aiohttp" else "/health")
+        targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}
+        by_name = {h.name: h for h in hops}
+        names = list(targets)
+        up_port = int(a.upstream.rsplit(":", 1)[1].split("/")[0])
+        cells: list[dict[str, Any]] = []
+        bodies = bodies_for(a.model, a.prompt_words, a.max_tokens, True)
+        with mp.get_context("fork").Pool(8) as pool:
+            for url in targets.values():  # warm every path (pools, CUDA graphs for the batch sizes used)
+                run_round(pool, url + "/v1/chat/completions", bodies, 16, 1, 0.0)
+            for arrivals in a.arrivals.split(","):
+                stagger = a.stagger_s if arrivals == "staggered" else 0.0
+                for conc in map(int, a.concurrency.split(",")):
+                    rounds = []
+                    for r in range(a.rounds):
+                        order = names[r % len(names):] + names[: r % len(names)]
+                        got: dict[str, dict[str, Any]] = {}
+                        for name in order:
+                            hop = by_name.get(name)
+                            cpu0 = hop.cpu_seconds() if hop else 0.0
+                            tcp0 = tcp_counters()
+                            socks = UpstreamSockets(up_port)
+                            socks.start()
+                            raw, wall = run_round(pool, targets[name] + "/v1/chat/completions", bodies, conc, a.requests_per_worker, stagger)
+                            tcp1 = tcp_counters()
+                            got[name] = {
+                                "tokens": sum(raw["tokens"]), "wall": wall, "ttft": raw["ttft"], "errors": raw["errors"],
+                                "requests": len(raw["tokens"]) + len(raw["errors"]),
+                                "tcp": {k: tcp1.get(k, 0) - tcp0.get(k, 0) for k in tcp1},
+                                "upstream_sockets": socks.result(run_round.started_at),  # type: ignore[attr-defined]
+                            }  # fmt: skip
+                            if hop:
+                                got[name]["cpu_s"] = hop.cpu_seconds() - cpu0
+                        rounds.append(got)
+                        print(f"{arrivals} {conc} round {r + 1}: " + "  ".join(
+                            f"{n} {got[n]['tokens'] / got[n]['wall']:.0f} tok/s p99 {1000 * (pctl(got[n]['ttft'], 0.99) or 0):.0f} ms"
+                            for n in names), flush=True)  # fmt: skip
+                    cell = {"arrivals": arrivals, "concurrency": conc, "rounds": a.rounds, "targets": summarize_cell(rounds, names)}
+                    cells.append(cell)
+                    a.out.write_text(json.dumps(report(a, cells, None, {}), indent=1))  # partial: survives a cut-off run
+        one_token = asyncio.run(unary(targets, a.model, a.unary)) if a.unary else None
+        peak = {h.name: round(h.peak_rss_mb(), 1) for h in hops}
     finally:
-        gw.stop()
-    report = {
+        for h in hops:
+            h.stop()
+    rep = report(a, cells, one_token, peak)
+    a.out.write_text(json.dumps(rep, indent=1))
+    print(tables(rep))
+    return 0
+
+
+def report(a: argparse.Namespace, cells: list[dict[str, Any]], one_token: dict[str, Any] | None, peak: dict[str, float]) -> dict[str, Any]:
+    return {
         "label": a.label,
         "date": time.strftime("%Y-%m-%d"),
         "gpu": _gpu_name(),
         "vllm_version": _vllm_version(a.upstream),
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "gateway": {"workers": int(os.environ.get("GATEWAY_WORKERS", "1")), "peak_rss_mb": round(peak_rss, 1)},
-        "max_tokens": MAX_TOKENS,
-        "stagger_s": a.stagger_s,
-        "results": results,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "somaxconn": _sysctl("net/core/somaxconn"),
+                 "tcp_max_syn_backlog": _sysctl("net/ipv4/tcp_max_syn_backlog")},  # fmt: skip
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "peak_rss_mb": peak,
+        "cells": cells,
+        "one_token": one_token,
     }
-    a.out.write_text(json.dumps(report, indent=1))
-    print(table(report))
-    return 0
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", name).read_text().strip()
+    except OSError:
+        return None
 
 
 def _gpu_name() -> str:
     try:
         return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip().splitlines()[0]
     except (OSError, IndexError):
-        return "unknown"
+        return "none"
 
 
 def _vllm_version(upstream: str) -> str:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(f"{upstream}/version", timeout=5) as r:
             return json.loads(r.read())["version"]
@@ -329,30 +488,56 @@ def _vllm_version(upstream: str) -> str:
         return "unknown"
 
 
-def table(report: dict[str, Any]) -> str:
-    """Markdown: one row per cell, direct vs gateway side by side."""
-    rows = {}
-    for r in report["results"]:
-        rows.setdefault((r["prompt_words"], r["mode"], r["concurrency"]), {})[r["target"]] = r
+def tables(report: dict[str, Any]) -> str:
+    """Markdown: one row per cell and target; each hop against direct and against the aiohttp control
+    of the same rounds (the fairest comparison: a round's load hits both alike)."""
+    s = report["settings"]
+    stagger = f"; staggered: starts spread over {s['stagger_s']} s" if "staggered" in s["arrivals"] else ""
     lines = [
-        f"{report['label']} on {report['gpu']}, vLLM {report['vllm_version']}, {report['date']}; "
-        f"gateway: {report['gateway']['workers']} worker, peak RSS {report['gateway']['peak_rss_mb']} MB",
+        f"{report['label']} on {report['gpu']}, vLLM {report['vllm_version']}, {report['date']}; {s['rounds']} rounds per cell, "
+        f"{s['requests_per_worker']} request(s) per worker, {s['prompt_words']}-word prompts, {s['max_tokens']} tokens{stagger}; "
+        f"peak RSS (MB) {report['peak_rss_mb']}",
         "",
-        "| prompt | mode | streams | TTFT p50 direct / gw (ms) | added p50 | TTFT p99 direct / gw | gap p50 d / gw | gap p99 d / gw | tok/s direct | tok/s gw | gw/direct | errors d/gw | gw CPU cores |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arrivals | streams | target | tok/s (median round) | vs direct: median pair (min-max) | vs aiohttp: median pair "
+        "| TTFT p50 (ms) | TTFT p99 (ms) | p99 vs aiohttp: pooled / median of rounds (ms) | new conns to vLLM | accept queue max "
+        "| listen overflows | retrans segs | errors | CPU cores |",
+        "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for (words, mode, conc), pair in sorted(rows.items()):
-        d, g = pair.get("direct"), pair.get("gateway")
-        if not (d and g):
-            continue
-        added = None if d["ttft_p50_ms"] is None or g["ttft_p50_ms"] is None else round(g["ttft_p50_ms"] - d["ttft_p50_ms"], 2)
-        ratio = round(g["output_tokens_per_s"] / d["output_tokens_per_s"], 3) if d["output_tokens_per_s"] else None
-        lines.append(
-            f"| {words} | {mode} | {conc} | {d['ttft_p50_ms']} / {g['ttft_p50_ms']} | {added} | {d['ttft_p99_ms']} / {g['ttft_p99_ms']} "
-            f"| {d['gap_p50_ms']} / {g['gap_p50_ms']} | {d['gap_p99_ms']} / {g['gap_p99_ms']} | {d['output_tokens_per_s']} | {g['output_tokens_per_s']} "
-            f"| {ratio} | {d['errors']}/{g['errors']} | {g.get('gateway_cpu_cores')} |"
-        )
-    return "\n".join(lines)
+    verdicts = []
+    for c in report["cells"]:
+        t = c["targets"]
+        ctl = t.get("aiohttp")
+        for name, row in t.items():
+            pair = "" if name == "direct" else f"{row['ratio_median']:.3f} ({row['ratio_min']:.3f}-{row['ratio_max']:.3f})"
+            vs_tps = vs_p99 = ""
+            if ctl and name not in ("direct", "aiohttp"):
+                vs_tps = f"{statistics.median(a / b for a, b in zip(row['tokens_per_s'], ctl['tokens_per_s'])):.3f}"
+                med = statistics.median(a - b for a, b in zip(row["round_p99_ms"], ctl["round_p99_ms"]))
+                vs_p99 = f"{row['ttft_p99_ms'] - ctl['ttft_p99_ms']:+.0f} / {med:+.0f}"
+            lines.append(
+                f"| {c['arrivals']} | {c['concurrency']} | {name} | {row['tokens_per_s_median']:.0f} | {pair} | {vs_tps} "
+                f"| {row['ttft_p50_ms']} | {row['ttft_p99_ms']} | {vs_p99} | {row['upstream_new_conns']} "
+                f"| {row['upstream_accept_queue_max']} | {row['tcp']['ListenOverflows']} | {row['tcp']['RetransSegs']} "
+                f"| {row['errors']} | {row.get('cpu_cores', '')} |"
+            )
+            if name not in ("direct", "aiohttp"):
+                ok_ratio = row["ratio_median"] >= TARGETS_OK["ratio"]
+                ok_p99 = ctl is None or row["ttft_p99_ms"] <= ctl["ttft_p99_ms"]
+                verdicts.append(
+                    f"{name} {c['arrivals']} {c['concurrency']}: tokens/s median pair {row['ratio_median']:.3f} "
+                    f"({'met' if ok_ratio else 'MISSED'} >= 0.98"
+                    + (f"; the control's {ctl['ratio_median']:.3f}" if ctl else "")
+                    + f"); TTFT p99 {row['ttft_p99_ms']} vs control {ctl['ttft_p99_ms'] if ctl else '-'} ms "
+                    f"({'met' if ok_p99 else 'MISSED'})"
+                )
+    u = report.get("one_token")
+    if u:
+        lines += ["", "| one-token non-streaming call | p50 (ms) | p99 (ms) | added p50 vs direct (ms) | calls |", "|---|---:|---:|---:|---:|"]
+        for name, row in u.items():
+            lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['added_p50_ms']} | {row['calls']} |")
+            if name not in ("direct", "aiohttp"):
+                verdicts.append(f"{name} one-token added p50 {row['added_p50_ms']} ms ({'met' if row['added_p50_ms'] <= 0.5 else 'MISSED'} <= 0.5)")
+    return "\n".join(lines + ["", *verdicts])
 
 
 if __name__ == "__main__":
