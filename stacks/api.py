@@ -85,6 +85,7 @@ class ApiStack(Stack):
                 certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
                 hosted_zone=zone,
             )
+
         def read(name: str) -> str:
             return ssm.StringParameter.value_for_string_parameter(self, name)
 
@@ -93,7 +94,9 @@ class ApiStack(Stack):
             self,
             "Alb",
             load_balancer_arn=read(backend.load_balancer_arn_parameter),
-            load_balancer_dns_name=read(backend.dns_name_parameter),
+            # With a TLS host name the front door calls that name, so the ALB's DNS name is never read
+            # (an unused SSM-typed template parameter would be cfn-lint W2001).
+            load_balancer_dns_name=read(backend.dns_name_parameter) if backend_host is None else None,
             security_group_id=alb_security_group_id,
             security_group_allows_all_outbound=False,
         )

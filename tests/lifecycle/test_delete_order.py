@@ -13,7 +13,6 @@ def _fmt(ref: tuple[str, str]) -> str:
     return f"{ref[0]}/{ref[1]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.5: fixed on branch h-deploy (service DependsOn the capacity-provider association)")
 def test_service_is_deleted_before_its_capacity_provider_association(assembly: dict[str, Environment]) -> None:
     """Otherwise the association's delete can run first and fail with 'capacity provider is in use'."""
     problems = []
@@ -34,7 +33,6 @@ def test_service_is_deleted_before_its_capacity_provider_association(assembly: d
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.5: fixed on branch h-deploy (scale-in protection only where the environment is never deleted)")
 def test_scale_in_protected_instances_do_not_block_the_delete(assembly: dict[str, Environment]) -> None:
     """Managed termination protection keeps instances protected from scale-in, and deleting the
     capacity provider does not clear it (aws/containers-roadmap#2862, aws/aws-cdk#18179): the ASG

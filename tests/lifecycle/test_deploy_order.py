@@ -25,7 +25,6 @@ def _fmt(ref: tuple[str, str]) -> str:
     return f"{ref[0]}/{ref[1]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.1: fixed on branch h-deploy (custom resource fills the cache before the service)")
 def test_nothing_that_needs_the_cache_starts_before_it_is_filled(assembly: dict[str, Environment]) -> None:
     problems = []
     for name, env in assembly.items():
@@ -46,7 +45,6 @@ def test_nothing_that_needs_the_cache_starts_before_it_is_filled(assembly: dict[
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.1: fixed on branch h-deploy (HF token provided before the deploy)")
 def test_no_task_the_deploy_starts_uses_a_credential_the_deploy_generates(assembly: dict[str, Environment]) -> None:
     """A random placeholder Hugging Face token is rejected by the Hub even for public models."""
     problems = [

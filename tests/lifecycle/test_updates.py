@@ -56,7 +56,6 @@ def test_config_change_updates_without_losing_state_or_breaking_exports(
     assert not diff.blocking, report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.1: fixed on branch h-deploy (cache re-filled when model.revision changes)")
 def test_model_revision_change_refills_the_cache(assembly: dict[str, Environment], applied: dict[str, Applied]) -> None:
     """The filler must be updated (CloudFormation sends Update to a custom resource whose properties
     change), or the service restarts on a cache that holds only the old revision."""

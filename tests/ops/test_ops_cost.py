@@ -80,7 +80,7 @@ def test_always_on_fleet_and_fixed_network_charges() -> None:
     )
     assert _line(lines, "GPU instances") == pytest.approx(2 * 730 * 0.9776)
     assert _line(lines, "NAT") == pytest.approx(730 * 0.045)
-    assert _line(lines, "VPC interface endpoints") == pytest.approx(10 * 2 * 730 * 0.01) == pytest.approx(146.0)
+    assert _line(lines, "VPC interface endpoints") == pytest.approx(11 * 2 * 730 * 0.01) == pytest.approx(160.6)
     assert _line(lines, "WAF") == pytest.approx(5 + 4 * 1)
     assert _line(lines, "Application Load Balancer") == pytest.approx(730 * 0.0225)
     assert _line(lines, "EFS") == pytest.approx(16_060_522_496 / 2**30 * 0.30)  # no scheduled cold starts
@@ -131,12 +131,12 @@ def test_api_cost_and_crossover_against_a_closed_form() -> None:
     month = 730 / 24
     a = month * (1000 * 3.00 + 500 * 15.00) / 1e6  # API $ per (request/day)
     assert cost.api_monthly(traffic, api) == pytest.approx(10_000 * a)
-    fixed = 730 * 1.408 + 10 * 2 * 730 * 0.01
+    fixed = 730 * 1.408 + 11 * 2 * 730 * 0.01
     v = month * (3.50 / 1e6 + 500 * 250 / 1e9 * 0.09)
     r_star = fixed / (a - v)
     assert cost.crossover(d, traffic, PRICES, api) == pytest.approx(r_star, rel=1e-6)
-    # (730 × 1.408 + 146) / (0.319375 − 0.000449) = 1,173.84 / 0.318926
-    assert round(r_star) == 3_681
+    # (730 × 1.408 + 160.6) / (0.319375 − 0.000449) = 1,188.44 / 0.318926
+    assert round(r_star) == 3_726
 
 
 def test_no_crossover_when_the_api_is_cheaper_per_request_than_serving() -> None:

@@ -282,8 +282,10 @@ def test_backend_gets_the_callers_api_key_id_on_every_route(templates: dict, env
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_tenant_key_map_parameter_names_every_tenant(templates: dict, env: str) -> None:
     t = api(templates, env)
-    param = only(t, "AWS::SSM::Parameter")["Properties"]
-    assert param["Name"] == f"/llm-hosting/{env}/tenant-api-keys"
+    (param,) = [
+        p["Properties"] for p in resources(t, "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"] == f"/llm-hosting/{env}/tenant-api-keys"
+    ]
     value = json.dumps(param["Value"])
     key_ids = set(resources(t, "AWS::ApiGateway::ApiKey"))
     assert {r for r in key_ids if json.dumps({"Ref": r}) in value} == key_ids

@@ -22,7 +22,7 @@ HOURS_PER_WEEK = 168.0
 DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 
 # Deployment facts the config does not state; each is a documented estimate.
-INTERFACE_ENDPOINTS = 10
+INTERFACE_ENDPOINTS = 11
 """Interface VPC endpoints per AZ: llm_hosting_constructs.network.INTERFACE_ENDPOINTS (a test keeps them equal)."""
 ROOT_VOLUME_GB = 200
 """gp3 root volume of a GPU host: the vLLM image (~10 GB compressed, ~25 GB on disk) plus Docker's working space."""
