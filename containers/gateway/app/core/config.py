@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -71,7 +72,28 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(5, ge=1, description="Consecutive upstream failures (connect errors, timeouts, 5xx) that open the circuit.")
     circuit_reset_s: float = Field(10.0, gt=0, description="How long an open circuit waits before a trial request.")
 
+    # --- tenants (the front door's API keys)
+    frontdoor_key_id: str = Field(
+        contract.DEFAULT_FRONTDOOR_KEY_ID,
+        description=f"Key id (in API_KEYS) of the front door's key: only its requests may name a tenant in {contract.TENANT_HEADER}.",
+    )
+    tenant_names: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="JSON {api key id: tenant name}; ids without a name stay ids."
+    )
+    tenant_names_parameter: str | None = Field(
+        None, description="SSM parameter with the same JSON (read at start and every TENANT_NAMES_REFRESH_S)."
+    )
+    tenant_names_refresh_s: float = Field(300.0, gt=0, description="How often the SSM parameter is re-read.")
+    tenant_tokens_per_minute: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON {tenant: tokens per minute}; 429 with Retry-After beyond. Per task (shared by its workers).",
+    )
+    state_dir: str = Field("/dev/shm", description="Where the workers' shared token buckets live (a tmpfs).")
+
     # --- server
+    path_prefix: str = Field(
+        "", description='A prefix requests may carry and the gateway ignores, e.g. "/prod" (API Gateway stage).'
+    )
     host: str = "0.0.0.0"
     port: int = Field(contract.GATEWAY_PORT, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
@@ -98,6 +120,29 @@ class Settings(BaseSettings):
                 v = [k.strip() for k in s.split(",") if k.strip()]
         if isinstance(v, list):
             return {_key_id(k): k for k in v}
+        return v
+
+    @field_validator("tenant_names", "tenant_tokens_per_minute", mode="before")
+    @classmethod
+    def _json_object(cls, v: object) -> object:
+        if v is None or v == "":
+            return {}
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("tenant_tokens_per_minute")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(k for k, n in v.items() if n < 1)
+        if bad:
+            raise ValueError(f"tokens per minute must be at least 1 (tenants: {', '.join(bad)})")
+        return v
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", v):
+            raise ValueError('must look like "/prod": a leading slash, URL-safe segments')
         return v
 
     @field_validator("upstream_url", "fallback_url")

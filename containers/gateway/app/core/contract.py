@@ -56,6 +56,16 @@ REQUEST_ID_HEADER: Final = "x-request-id"
 OVERHEAD_HEADER: Final = "x-gateway-overhead-ms"
 """Response header: the gateway's own time on the request before the upstream answered (ms)."""
 
+TENANT_HEADER: Final = "x-llmhost-api-key-id"
+"""Request header the front door sets to the caller's API key id ($context.identity.apiKeyId).
+The gateway trusts it only on requests that carry the front-door key."""
+
+DEFAULT_FRONTDOOR_KEY_ID: Final = "frontdoor"
+"""The key id, in the gateway's API_KEYS secret, of the key the front door sends."""
+
+TENANT_NAMES_PARAMETER: Final = "/llm-hosting/{env}/tenant-api-keys"
+"""SSM parameter (String, JSON {api key id: tenant name}) the API stack writes; ``.format(env=...)``."""
+
 # --------------------------------------------------------------------------- CloudWatch EMF
 METRICS_NAMESPACE: Final = "LlmHosting/Gateway"
 
@@ -91,7 +101,14 @@ DIMENSION_MODEL: Final = "Model"
 """Value: the served model name (GATEWAY_SERVED_MODEL_NAME)."""
 
 EMF_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_MODEL),)
-"""The only dimension set emitted: alarms must use exactly these dimensions."""
+"""The dimension set of every metric: alarms must use exactly these dimensions."""
+
+DIMENSION_TENANT: Final = "Tenant"
+"""Value: the tenant's name where the gateway knows it (TENANT_NAMES), else its API key id
+(requests through the front door), else the gateway key id the caller used."""
+EMF_TENANT_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_TENANT),)
+TENANT_METRICS: Final = (METRIC_REQUESTS, METRIC_ERRORS, METRIC_PROMPT_TOKENS, METRIC_COMPLETION_TOKENS, METRIC_TTFT)
+"""The metrics also emitted per tenant (dimensions EMF_TENANT_DIMENSION_SETS)."""
 
 # --------------------------------------------------------------------------- environment
 ENV_PREFIX: Final = "GATEWAY_"
@@ -126,6 +143,13 @@ ENV_UPSTREAM_POOL_SIZE: Final = "GATEWAY_UPSTREAM_POOL_SIZE"
 ENV_HEALTH_POLL_INTERVAL_S: Final = "GATEWAY_HEALTH_POLL_INTERVAL_S"
 ENV_CIRCUIT_FAILURE_THRESHOLD: Final = "GATEWAY_CIRCUIT_FAILURE_THRESHOLD"
 ENV_CIRCUIT_RESET_S: Final = "GATEWAY_CIRCUIT_RESET_S"
+ENV_PATH_PREFIX: Final = "GATEWAY_PATH_PREFIX"  # e.g. "/prod": the API stage name API Gateway may send
+ENV_FRONTDOOR_KEY_ID: Final = "GATEWAY_FRONTDOOR_KEY_ID"
+ENV_TENANT_NAMES: Final = "GATEWAY_TENANT_NAMES"  # JSON {api key id: tenant name}
+ENV_TENANT_NAMES_PARAMETER: Final = "GATEWAY_TENANT_NAMES_PARAMETER"  # SSM parameter name, optional
+ENV_TENANT_NAMES_REFRESH_S: Final = "GATEWAY_TENANT_NAMES_REFRESH_S"
+ENV_TENANT_TOKENS_PER_MINUTE: Final = "GATEWAY_TENANT_TOKENS_PER_MINUTE"  # JSON {tenant name: tokens/min}
+ENV_STATE_DIR: Final = "GATEWAY_STATE_DIR"
 
 ALL_ENV_VARS: Final = tuple(sorted(v for k, v in dict(globals()).items() if k.startswith("ENV_") and k != "ENV_PREFIX"))
 """Every GATEWAY_* variable the gateway reads (a test checks it matches the settings)."""
@@ -151,3 +175,20 @@ def server_keepalive_for_alb(alb_idle_timeout_s: int) -> int:
 
 
 DEFAULT_SERVER_KEEPALIVE_S: Final = server_keepalive_for_alb(DEFAULT_ALB_IDLE_TIMEOUT_S)
+
+# --------------------------------------------------------------------------- shutdown budget
+ABORT_GRACE_S: Final = 2.0
+"""At the drain deadline the gateway ends what still runs (an SSE error event per stream); this long at most."""
+SHUTDOWN_TAIL_S: Final = 5
+"""After the drain timeout, the most the process takes to exit: ABORT_GRACE_S, then uvicorn's own
+graceful shutdown (``timeout_graceful_shutdown``, 2 s), then the lifespan's cleanup."""
+STOP_MARGIN_S: Final = 15
+
+
+def drain_timeout_for_stop_timeout(stop_timeout_s: int) -> int:
+    """GATEWAY_DRAIN_TIMEOUT_S for an ECS container ``stop_timeout``: drain + SHUTDOWN_TAIL_S stays
+    STOP_MARGIN_S below it, so ECS never SIGKILLs the gateway mid-shutdown."""
+    drain = stop_timeout_s - SHUTDOWN_TAIL_S - STOP_MARGIN_S
+    if drain < 1:
+        raise ValueError(f"stop_timeout {stop_timeout_s} s leaves no time to drain")
+    return drain
