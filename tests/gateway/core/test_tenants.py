@@ -134,3 +134,32 @@ def test_tenant_names_from_the_ssm_parameter() -> None:
     with pytest.raises(ValueError, match="JSON object"):
         names.load()
     assert names.name("k1a2b3") == "team-a"  # a bad value keeps the names it had
+
+
+@mock_aws
+def test_tenant_names_load_in_the_background_and_refresh() -> None:
+    import asyncio
+
+    name = "/llm-hosting/dev/tenant-api-keys"
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    ssm.put_parameter(Name=name, Type="String", Value=json.dumps({"k1": "team-a"}))
+    names = TenantNames(Settings(tenant_names_parameter=name, tenant_names_refresh_s=0.1), client=ssm)
+
+    async def go() -> list[str]:
+        await names.start()  # returns at once: start-up never waits for SSM
+        seen = [names.name("k1")]
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if names.name("k1") == "team-a":
+                break
+        seen.append(names.name("k1"))
+        ssm.put_parameter(Name=name, Type="String", Value=json.dumps({"k1": "team-renamed"}), Overwrite=True)
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if names.name("k1") == "team-renamed":
+                break
+        seen.append(names.name("k1"))
+        await names.stop()
+        return seen
+
+    assert asyncio.run(go()) == ["k1", "team-a", "team-renamed"]

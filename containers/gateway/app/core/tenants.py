@@ -150,12 +150,12 @@ class TenantNames:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.s.tenant_names_refresh_s)
             await self.refresh()
+            await asyncio.sleep(self.s.tenant_names_refresh_s)
 
     async def start(self) -> None:
+        """Load in the background: start-up never waits for SSM (requests until then carry ids)."""
         if self.s.tenant_names_parameter:
-            await self.refresh()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
