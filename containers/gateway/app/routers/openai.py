@@ -190,7 +190,7 @@ def _op(summary: str, body_model: type | None, stream_doc: bool) -> dict[str, An
                     "401": "Missing or invalid API key",
                     "404": "Unknown model",
                     "413": "Request body too large",
-                    "429": "Per-key concurrency limit (Retry-After)",
+                    "429": "Per-key concurrency limit or tenant tokens per minute (Retry-After)",
                     "502": "Backend unreachable or failed",
                     "503": "Draining, overloaded or circuit open (Retry-After)",
                     "504": "Backend timeout",
