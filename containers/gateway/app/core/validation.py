@@ -11,9 +11,6 @@ from pydantic import TypeAdapter, ValidationError
 from .config import Settings
 from .errors import GatewayError
 
-CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
-
 def _bad(param: str, message: str, code: str = "invalid_value") -> GatewayError:
     return GatewayError(400, f"invalid '{param}': {message}", param=param, code=code)
 
@@ -121,9 +118,9 @@ def validate_chat(body: Any, s: Settings, models: Collection[str] | None) -> str
     for i, m in enumerate(messages):
         if type(m) is not dict:
             raise _bad(f"messages[{i}]", "must be an object with 'role' and 'content'")
-        role = m.get("role")
-        if type(role) is not str or role not in CHAT_ROLES:
-            raise _bad(f"messages[{i}].role", f"must be one of {', '.join(sorted(CHAT_ROLES))}")
+        # vLLM takes any role string (custom roles reach the chat template), so the gateway does too.
+        if type(m.get("role")) is not str:
+            raise _bad(f"messages[{i}].role", "is required and must be a string, e.g. user or assistant")
         if _text_len(m.get("content"), f"messages[{i}].content") > limit:
             raise _bad(f"messages[{i}].content", f"longer than the limit of {limit} characters", code="message_too_long")
     _check_sampling(body, s)
