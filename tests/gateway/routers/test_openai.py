@@ -295,5 +295,8 @@ def test_pooling_routes_pass_through(gateway_server, vllm_engine, path, body) ->
     direct_st, direct = _status(vllm_engine.base_url, None, path, body)
     st, out = _status(gateway_server.base_url, gateway_server.api_key, path, body)
     assert st == direct_st, (direct, out)
-    if st >= 400:
-        assert b"no such route" not in out and error_of(out)["message"] == json.loads(direct)["error"]["message"]
+    if st >= 400:  # vLLM's own answer, not the gateway's "no such route"
+        err = error_of(out)
+        assert b"no such route" not in out
+        inner = json.loads(direct).get("error")
+        assert err["message"] == inner["message"] if isinstance(inner, dict) else direct.decode()[:100] in err["message"]

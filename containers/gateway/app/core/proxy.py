@@ -34,9 +34,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 USAGE_MARK = b'"choices":[],"usage":{'
-RESPONSE_DONE_MARK = b'"type":"response.completed"'  # the Responses API's last event carries usage
-_PROMPT_TOK = re.compile(rb'"(?:prompt|input)_tokens":(\d+)')
-_COMPL_TOK = re.compile(rb'"(?:completion|output)_tokens":(\d+)')
+RESPONSE_DONE_MARK = b"response.completed"  # the Responses API's last event (it carries usage)
+_PROMPT_TOK = re.compile(rb'"(?:prompt|input)_tokens":\s*(\d+)')
+_COMPL_TOK = re.compile(rb'"(?:completion|output)_tokens":\s*(\d+)')
 _DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 SSE_HEADERS = [
@@ -381,7 +381,10 @@ class ProxyCall:
 
     def _take_usage(self, chunk: bytes, strip: bool) -> bytes:
         i = chunk.find(self.usage_mark)
-        _usage(self.rec, chunk, max(i, chunk.rfind(b'"usage":{', i)))
+        start = chunk.rfind(b"\n\n", 0, i) + 1  # the event holding the mark (0 when it is the first)
+        end = chunk.find(b"\n\n", i)
+        event = chunk[start:end] if end >= 0 else chunk[start:]
+        _usage(self.rec, event, max(0, event.rfind(b'"usage"')))
         if not strip:
             return chunk
         start = chunk.rfind(b"data:", 0, i)

@@ -69,7 +69,7 @@ async def read_body(receive: Any, limit: int) -> bytes:
 
 def check_json_content_type(content_type: bytes | None) -> None:
     """vLLM answers 400 to a JSON route called without ``Content-Type: application/json``."""
-    if content_type is None or content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+    if content_type is None or content_type.split(b";", 1)[0].lower() != b"application/json":
         raise GatewayError(
             400,
             "invalid 'content-type': send the JSON body with 'Content-Type: application/json'",
