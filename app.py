@@ -9,6 +9,7 @@ Config is turned into construct props here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -144,7 +145,15 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
             contract.ENV_PORT: str(contract.GATEWAY_PORT),
             contract.ENV_KEEPALIVE_TIMEOUT_S: str(contract.server_keepalive_for_alb(ecs.alb_idle_timeout_seconds)),
             contract.ENV_UPSTREAM_KEEPALIVE_S: str(contract.DEFAULT_UPSTREAM_KEEPALIVE_S),
-            contract.ENV_DRAIN_TIMEOUT_S: str(stop_timeout_s - 20),
+            contract.ENV_DRAIN_TIMEOUT_S: str(contract.drain_timeout_for_stop_timeout(stop_timeout_s)),
+            # API Gateway's private integration may put the stage name (build_api: cfg.name) in front
+            # of the path; the gateway serves both forms (issue 11.2).
+            contract.ENV_PATH_PREFIX: f"/{cfg.name}",
+            contract.ENV_FRONTDOOR_KEY_ID: FRONTDOOR_KEY_ID,
+            contract.ENV_TENANT_NAMES_PARAMETER: contract.TENANT_NAMES_PARAMETER.format(env=cfg.name),
+            contract.ENV_TENANT_TOKENS_PER_MINUTE: json.dumps(
+                {t.name: t.tokens_per_minute for t in cfg.api.tenants if t.tokens_per_minute}, sort_keys=True
+            ),
             contract.ENV_SERVICE_NAME: service_name,
             contract.ENV_EMF_ENABLED: "true",
             contract.ENV_LOG_PROMPTS: str(ecs.log_prompts).lower(),

@@ -386,6 +386,9 @@ class Tenant(Strict):
     rate_limit: float = Field(gt=0, description="Steady-state requests per second.")
     burst_limit: int = Field(gt=0, description="Requests allowed in a burst.")
     quota: Quota | None = Field(None, description="Requests per period; unset = no quota.")
+    tokens_per_minute: int | None = Field(
+        None, gt=0, description="Prompt + completion tokens per minute, per serving task (gateway 429 beyond); unset = no limit."
+    )
 
 
 HostedZoneId = Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]

@@ -61,6 +61,8 @@ def test_server_runs_uvicorn_with_uvloop_httptools_and_keepalive(monkeypatch: py
     assert seen["workers"] == 3 and seen["timeout_keep_alive"] == 125
     assert seen["port"] == contract.GATEWAY_PORT and seen["access_log"] is False
     assert seen["app"].endswith(".main:create_app") and seen["factory"] is True
+    # the gateway drains itself; uvicorn's own wait fits the shutdown budget (issue 13 defect 3)
+    assert seen["timeout_graceful_shutdown"] + contract.ABORT_GRACE_S <= contract.SHUTDOWN_TAIL_S
 
 
 def test_openai_sdk_stays_out_of_the_gateway() -> None:

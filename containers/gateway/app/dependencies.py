@@ -8,6 +8,7 @@ from typing import Annotated, Any, Callable, TypeVar
 
 from fastapi import Depends, Request
 
+from .core import contract
 from .core.config import Settings
 from .core.errors import GatewayError
 from .core.gateway import Gateway
@@ -28,16 +29,19 @@ def resolve(app: Any, dep: Callable[[Request], T], scope: dict[str, Any]) -> T:
     return fn(Request(scope))
 
 
-def require_key(request: Request, gw: Annotated[Gateway, Depends(get_gateway)]) -> str:
-    """The caller's key id (401 without a valid key when keys are configured)."""
+def require_identity(request: Request, gw: Annotated[Gateway, Depends(get_gateway)]) -> tuple[str, str]:
+    """(key id, tenant) of the caller, from the headers only (401 without a valid key)."""
     h = request.headers
-    auth = h.get("authorization")
-    xkey = h.get("x-api-key")
-    return gw.authenticate(auth.encode() if auth else None, xkey.encode() if xkey else None)
+    auth, xkey, tenant = h.get("authorization"), h.get("x-api-key"), h.get(contract.TENANT_HEADER)
+    return gw.identify(
+        auth.encode("latin-1") if auth else None,
+        xkey.encode("latin-1") if xkey else None,
+        tenant.encode("latin-1") if tenant else None,
+    )
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-KeyIdDep = Annotated[str, Depends(require_key)]
+IdentityDep = Annotated[tuple[str, str], Depends(require_identity)]
 
-__all__ = ["GatewayDep", "SettingsDep", "KeyIdDep", "get_gateway", "get_settings", "resolve", "GatewayError"]
+__all__ = ["GatewayDep", "SettingsDep", "IdentityDep", "get_gateway", "get_settings", "resolve", "GatewayError"]

@@ -22,16 +22,28 @@ from .routers import health, openai, simple
 VERSION = "1.0.0"
 
 
-class BodyLimitMiddleware:
-    """413 for a declared Content-Length over the limit, before any route reads the body
-    (the pass-through routes also count the bytes of chunked bodies as they arrive)."""
+class EdgeMiddleware:
+    """Runs before routing, on every request:
 
-    def __init__(self, app: Any, limit: int) -> None:
+    * a configured path prefix (``GATEWAY_PATH_PREFIX``, e.g. the API stage ``/prod`` that API
+      Gateway's private integration may put in front of the path) is removed, so
+      ``/prod/v1/models`` serves as ``/v1/models``; a path without it is served unchanged;
+    * a declared Content-Length over the limit gets 413 before any route reads the body (the
+      routes also count the bytes of chunked bodies as they arrive)."""
+
+    def __init__(self, app: Any, limit: int, prefix: str = "") -> None:
         self.app = app
         self.limit = limit
+        self.prefix = prefix
+        self.prefix_slash = prefix + "/"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            if self.prefix:
+                path = scope["path"]
+                if path.startswith(self.prefix_slash):
+                    n = len(self.prefix)
+                    scope = {**scope, "path": path[n:], "raw_path": scope.get("raw_path", b"")[n:] or path[n:].encode()}
             for k, v in scope["headers"]:
                 if k == b"content-length":
                     try:
@@ -81,7 +93,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     app.include_router(openai.router)  # first: the hot routes match with the fewest checks
     app.include_router(health.router)
     app.include_router(simple.router)
-    app.add_middleware(BodyLimitMiddleware, limit=s.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, limit=s.max_body_bytes, prefix=s.path_prefix)
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -38,6 +38,26 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] = Field(...)
 
 
+class ResponsesRequest(BaseModel):
+    """The Responses API (``client.responses.create``); vLLM validates the fields the gateway does not."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, description="Must be a model the gateway serves (else 404).")
+    input: str | list[dict[str, Any]] = Field(..., description="Text or a list of input items.")
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1, description="At most GATEWAY_MAX_TOKENS_CAP.")
+    stream: bool | None = False
+
+
+class PassThroughRequest(BaseModel):
+    """Embeddings, score, rerank, tokenize, detokenize: passed to vLLM as sent (vLLM validates them;
+    the gateway checks the model name). They need a model that supports them (pooling models for
+    embeddings, score and rerank)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, description="Must be a model the gateway serves (else 404).")
+
+
 class SimpleChatRequest(BaseModel):
     """The simple API: either ``prompt`` (one user message) or ``messages``."""
 

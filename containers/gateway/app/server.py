@@ -7,13 +7,26 @@ uvicorn with uvloop and httptools, ``GATEWAY_WORKERS`` processes, server keep-al
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import uvicorn
 
-from .core.config import get_settings
+from .core.config import Settings, get_settings
+from .core.tenants import RUN_ID_ENV, state_file
 
 
 def main() -> None:
     s = get_settings()
+    os.environ[RUN_ID_ENV] = str(os.getpid())  # the workers share one state file per run
+    try:
+        serve(s)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(state_file(s))
+
+
+def serve(s: Settings) -> None:
     uvicorn.run(
         f"{__package__}.main:create_app",
         factory=True,
@@ -26,7 +39,9 @@ def main() -> None:
         access_log=False,
         log_level=s.log_level,
         timeout_keep_alive=s.keepalive_timeout_s,
-        timeout_graceful_shutdown=max(1, int(s.drain_timeout_s) + 5),
+        # The gateway drains itself (GATEWAY_DRAIN_TIMEOUT_S) and ends what is left before it tells
+        # uvicorn to exit; uvicorn's own wait only covers the last writes (contract.SHUTDOWN_TAIL_S).
+        timeout_graceful_shutdown=2,
         proxy_headers=False,
         server_header=False,
         date_header=False,

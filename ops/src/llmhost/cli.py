@@ -26,7 +26,7 @@ from llm_hosting_constructs.sizing import (
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__, cost, environments, outputs, prewarm, sagemaker, size
+from . import __version__, cost, environments, outputs, prewarm, sagemaker, size, usage
 from .aws import Aws
 from .client import ChatResult, Client, Endpoint, endpoint
 from .errors import LlmhostError
@@ -68,7 +68,7 @@ pass_state = click.make_pass_decorator(State)
 @click.version_option(__version__, prog_name="llmhost")
 @click.pass_context
 def cli(ctx: click.Context, config_dir: Path | None, profile: str | None) -> None:
-    """Operate llm-hosting environments: size, cost, prewarm, chat, sagemaker-invoke, smoke."""
+    """Operate llm-hosting environments: size, cost, prewarm, usage, chat, sagemaker-invoke, smoke."""
     ctx.obj = State(config_dir, profile)
 
 
@@ -321,6 +321,29 @@ def prewarm_cmd(state: State, env_name: str, timeout_s: float, poll_s: float) ->
         return
     where = f"; logs: {result.log}" if result.log else ""
     raise LlmhostError(f"pre-warm task {task_id} failed: {result.reason}{where}")
+
+
+# --- usage ------------------------------------------------------------------------
+
+
+@cli.command("usage")
+@click.option("--env", "env_name", required=True, help="Environment (config/NAME.yaml).")
+@click.option("--since", default="24h", show_default=True, help="Window ending now: 30m, 24h, 7d, ...")
+@pass_state
+def usage_cmd(state: State, env_name: str, since: str) -> None:
+    """Tokens per tenant, from the gateway's CloudWatch metrics."""
+    window = usage.parse_since(since)
+    cfg = state.env(env_name)
+    rows = usage.tenant_usage(state.aws(cfg), env_name, window)
+    if not rows:
+        _out().print(f"no tenant metrics for {env_name} in the last {since} (service {usage.service_name(env_name)})")
+        return
+    table = Table(title=f"{env_name}: tokens per tenant, last {since}")
+    for col in ("tenant", "prompt tokens", "completion tokens", "total tokens", "requests", "errors"):
+        table.add_column(col, justify="left" if col == "tenant" else "right")
+    for r in rows:
+        table.add_row(r.tenant, f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", f"{r.total_tokens:,}", f"{r.requests:,}", f"{r.errors:,}")
+    _out().print(table)
 
 
 # --- chat, sagemaker-invoke, smoke ---------------------------------------------

@@ -39,3 +39,17 @@ def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.workers == 3 and s.log_prompts is True
     assert Settings.model_fields["log_prompts"].default is False
+
+
+def test_path_prefix_and_tenant_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().path_prefix == ""
+    assert Settings(path_prefix="/prod/").path_prefix == "/prod"
+    for bad in ("prod", "/prod//x", "/pr od"):
+        with pytest.raises(ValidationError, match="path_prefix"):
+            Settings(path_prefix=bad)
+    monkeypatch.setenv("GATEWAY_TENANT_TOKENS_PER_MINUTE", '{"team-a": 1000}')
+    monkeypatch.setenv("GATEWAY_TENANT_NAMES", '{"k1a2b3": "team-a"}')
+    s = Settings()
+    assert s.tenant_tokens_per_minute == {"team-a": 1000} and s.tenant_names == {"k1a2b3": "team-a"}
+    with pytest.raises(ValidationError, match="team-b"):
+        Settings(tenant_tokens_per_minute={"team-b": 0})

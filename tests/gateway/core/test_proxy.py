@@ -206,14 +206,43 @@ def test_graceful_shutdown_finishes_streams_then_exits(start_fake_upstream, star
     assert time.monotonic() - t0 < 20
 
 
-def test_drain_timeout_bounds_shutdown(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+def test_drain_deadline_ends_streams_with_an_error_event_and_exits_at_once(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 defect 3: with a 1 s drain the process took ~7.5 s (uvicorn waited drain + 5 s more),
+    streams cut at the end got no error event and no [DONE], and the log filled with tracebacks."""
     fake = start_fake_upstream("--interval-ms", "100", "--chunks", "1000")
     gw = start_gateway(fake.base_url, drain_timeout_s=1)
     c, r = open_stream(gw.base_url, "/v1/chat/completions", {"model": "fake", "messages": MSG, "stream": True})
-    next(sse_events(r))
+    it = sse_events(r)
+    next(it)
+    client = openai.OpenAI(base_url=gw.base_url + "/v1", api_key="x", max_retries=0)
+    sdk_stream = client.chat.completions.create(model="fake", messages=MSG, stream=True)
+    next(iter(sdk_stream))
+    t0 = time.monotonic()
     gw.signal(signal.SIGTERM)
-    gw.popen.wait(timeout=15)
+    with pytest.raises(openai.APIError) as ei:
+        for _ in sdk_stream:
+            pass
+    assert "shutting down" in str(ei.value.message)
+    rest = list(it)
     c.close()
+    assert rest[-1] == b"data: [DONE]"
+    assert error_of(rest[-2][len(b"data: "):])["code"] == "shutting_down"
+    gw.popen.wait(timeout=15)
+    elapsed = time.monotonic() - t0
+    assert gw.popen.returncode == 0
+    assert elapsed < 1 + 3, f"shutdown took {elapsed:.1f} s after a 1 s drain"
+    log = gw.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    recs = [json.loads(x) for x in log.splitlines() if '"gateway.request"' in x]
+    assert len(recs) == 2 and all(x["error"] == "shutting_down" for x in recs)
+
+
+def test_shutdown_fits_the_ecs_stop_timeout() -> None:
+    from containers.gateway.app.core import contract
+
+    drain = contract.drain_timeout_for_stop_timeout(120)  # app.py: ECS's maximum stop_timeout
+    assert drain >= 60 and drain + contract.SHUTDOWN_TAIL_S <= 120 - 10
+    assert contract.ABORT_GRACE_S + 2 < contract.SHUTDOWN_TAIL_S  # abort, then uvicorn's 2 s
 
 
 def test_fallback_serves_while_the_primary_circuit_is_open(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import openai
 import pytest
@@ -121,7 +122,7 @@ def test_unknown_model_is_404_in_openai_format(openai_client: openai.OpenAI) -> 
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": 7, "content": "x"}]}, "messages[0].role"),
         ({"max_tokens": 100_000}, "max_tokens"),
         ({"temperature": 7}, "temperature"),
         ({"top_p": 0}, "top_p"),
@@ -186,3 +187,116 @@ def test_streaming_log_line_has_ttft_and_tokens(gateway_server) -> None:  # type
     assert rec["stream"] and rec["completion_tokens"] == 4 and rec["prompt_tokens"] > 0
     assert rec["ttft_ms"] is not None and 0 < rec["ttft_ms"] <= rec["latency_ms"]
     assert contract.METRIC_TTFT in {m["Name"] for m in rec["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+
+
+def _status(base: str, key: str | None, path: str, body: Any = None, method: str = "POST", **kw: Any) -> tuple[int, bytes]:
+    st, _, out = request(base, method, path, body, key=key, **kw)
+    return st, out
+
+
+@pytest.mark.parametrize(
+    ("patch", "raw", "headers"),
+    [
+        ({"max_tokens": 2.0}, None, None),
+        ({"max_tokens": "3"}, None, None),
+        ({"max_tokens": 2.5}, None, None),
+        ({"max_tokens": 0}, None, None),
+        ({"n": 17}, None, None),
+        ({"n": 0}, None, None),
+        ({"temperature": 2.5}, None, None),
+        ({"temperature": -1}, None, None),
+        ({"top_p": 0}, None, None),
+        ({"presence_penalty": 3}, None, None),
+        ({"stream": "maybe"}, None, None),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, None, None),  # vLLM accepts custom roles
+        ({"messages": [{"content": "x"}]}, None, None),
+        ({}, None, {"content-type": "text/plain"}),
+        ({}, None, {"content-type": "application/json; charset=utf-8"}),
+        ({}, b"{}", None),
+    ],
+)
+def test_exactly_as_strict_as_the_engine(gateway_server, vllm_engine, patch, raw, headers) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 defect 5: the same body direct to vLLM and through the gateway gets the same
+    outcome (accepted, or a 4xx); before the fix 2.0 and n=17 were 400 at the gateway only and
+    text/plain went through."""
+    body = {"model": vllm_engine.model, "messages": MSG, "max_tokens": 2, **patch}
+    out = []
+    for base, key in ((vllm_engine.base_url, None), (gateway_server.base_url, gateway_server.api_key)):
+        st, data = _status(base, key, "/v1/chat/completions", body, raw=raw, headers=headers)
+        out.append((st // 100, st if st >= 400 else 200, data))
+    (direct_class, direct, ddata), (gw_class, gw, gdata) = out
+    assert direct_class == gw_class, f"vLLM {direct} {ddata[:200]!r} vs gateway {gw} {gdata[:200]!r}"
+    if gw >= 400:
+        err = error_of(gdata)
+        assert err["type"] == "invalid_request_error"
+
+
+def test_missing_content_type_is_rejected_like_the_engine(gateway_server, vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    body = {"model": vllm_engine.model, "messages": MSG, "max_tokens": 1}
+    direct = _status(vllm_engine.base_url, None, "/v1/chat/completions", body, drop_content_type=True)[0]
+    st, out = _status(gateway_server.base_url, gateway_server.api_key, "/v1/chat/completions", body, drop_content_type=True)
+    assert direct == st == 400 and error_of(out)["param"] == "content-type"
+
+
+def test_engine_numeric_error_code_is_preserved(gateway_server, vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    body = {"model": vllm_engine.model, "messages": MSG, "max_tokens": 900, "logprobs": True, "top_logprobs": 1000}
+    direct = json.loads(_status(vllm_engine.base_url, None, "/v1/chat/completions", body)[1])["error"]["code"]
+    st, out = _status(gateway_server.base_url, gateway_server.api_key, "/v1/chat/completions", body)
+    assert st == 400 and isinstance(direct, int) and error_of(out)["code"] == direct
+
+
+def test_responses_api_via_sdk_stream_and_not(openai_client: openai.OpenAI, gateway_server) -> None:  # type: ignore[no-untyped-def]
+    rid = uuid.uuid4().hex
+    r = openai_client.responses.create(
+        model=gateway_server.model, input="hello there", max_output_tokens=6, extra_headers={"x-request-id": rid}
+    )
+    assert r.status in ("completed", "incomplete") and r.usage.output_tokens > 0 and isinstance(r.output_text, str)
+    assert wait_until(lambda: len(_log_lines(gateway_server, rid)) == 1, timeout=5)
+    rec = _log_lines(gateway_server, rid)[0]
+    assert rec["route"] == "responses" and rec["completion_tokens"] == r.usage.output_tokens
+    assert rec["prompt_tokens"] == r.usage.input_tokens
+    rid = uuid.uuid4().hex
+    with openai_client.responses.stream(
+        model=gateway_server.model, input="hello there", max_output_tokens=5, extra_headers={"x-request-id": rid}
+    ) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created" and "response.output_text.delta" in kinds and kinds[-1] == "response.completed"
+    assert wait_until(lambda: len(_log_lines(gateway_server, rid)) == 1, timeout=5)
+    rec = _log_lines(gateway_server, rid)[0]
+    assert rec["stream"] and rec["completion_tokens"] == final.usage.output_tokens and rec["ttft_ms"] > 0
+
+
+def test_tokenize_detokenize_version_like_the_engine(gateway_server, vllm_engine) -> None:  # type: ignore[no-untyped-def]
+    base, key, eng = gateway_server.base_url, gateway_server.api_key, vllm_engine.base_url
+    body = {"model": vllm_engine.model, "prompt": "hello gateway"}
+    st, out = _status(base, key, "/tokenize", body)
+    assert st == 200 and json.loads(out) == json.loads(_status(eng, None, "/tokenize", body)[1])
+    tokens = json.loads(out)["tokens"]
+    st, out = _status(base, key, "/detokenize", {"model": vllm_engine.model, "tokens": tokens})
+    assert st == 200 and json.loads(out)["prompt"] == json.loads(_status(eng, None, "/detokenize", {"tokens": tokens})[1])["prompt"]
+    st, out = _status(base, key, "/version", method="GET")
+    assert st == 200 and json.loads(out) == json.loads(_status(eng, None, "/version", method="GET")[1])
+    assert _status(base, None, "/version", method="GET")[0] == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", {"input": "hello"}),
+        ("/v1/score", {"text_1": "a", "text_2": "b"}),
+        ("/v1/rerank", {"query": "a", "documents": ["b", "c"]}),
+    ],
+)
+def test_pooling_routes_pass_through(gateway_server, vllm_engine, path, body) -> None:  # type: ignore[no-untyped-def]
+    """The tiny model generates text: vLLM's own answer (whatever it is for this model) comes back
+    through the gateway, not the gateway's 404 for an unknown route."""
+    body = {"model": vllm_engine.model, **body}
+    direct_st, direct = _status(vllm_engine.base_url, None, path, body)
+    st, out = _status(gateway_server.base_url, gateway_server.api_key, path, body)
+    assert st == direct_st, (direct, out)
+    if st >= 400:  # vLLM's own answer, not the gateway's "no such route"
+        err = error_of(out)
+        assert b"no such route" not in out
+        inner = json.loads(direct).get("error")
+        assert err["message"] == inner["message"] if isinstance(inner, dict) else direct.decode()[:100] in err["message"]

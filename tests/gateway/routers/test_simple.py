@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.gateway.helpers import error_of, open_stream, request, sse_events
+from tests.gateway.helpers import chunked_upload, error_of, open_stream, request, sse_events
 
 
 def test_chat_returns_content_model_usage_latency(gateway_server) -> None:  # type: ignore[no-untyped-def]
@@ -44,3 +44,42 @@ def test_simple_validation(gateway_server) -> None:  # type: ignore[no-untyped-d
         assert st in (400, 404) and err["param"] == param, (body, out)
     st, _, out = request(base, "POST", "/v1/chat", {"prompt": "a"})
     assert st == 401 and error_of(out)["code"] == "missing_api_key"
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_key_checked_before_the_body_is_read_and_chunked_bodies_capped(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 defect 2: a 300 MB chunked body with a wrong key drove the gateway to 985 MB before
+    it answered 401; and /v1/chat had no cap on chunked bodies."""
+    fake = start_fake_upstream("--chunks", "2")
+    gw = start_gateway(fake.base_url, api_keys={"a": "key-a"})
+    mb = b"x" * (1 << 20)
+    for path in ("/v1/chat", "/v1/chat/stream", "/v1/chat/completions", "/v1/responses", "/tokenize"):
+        st, out, sent = chunked_upload(
+            gw.base_url, path, mb, 300, {"authorization": "Bearer wrong", "content-type": "application/json"}
+        )
+        assert st == 401 and error_of(out)["code"] == "invalid_api_key", (path, st, out)
+        assert sent < 100, f"{path}: the gateway read {sent} MB before it answered 401"
+        st, out, sent = chunked_upload(
+            gw.base_url, path, mb, 300, {"authorization": "Bearer key-a", "content-type": "application/json"}
+        )
+        err = error_of(out)
+        assert st == 413 and err["code"] == "request_too_large" and err["type"] == "invalid_request_error", (path, out)
+        assert sent < 100
+    assert _rss_mb(gw.popen.pid) < 200
+
+
+def test_simple_routes_need_a_json_content_type(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    fake = start_fake_upstream("--chunks", "2")
+    gw = start_gateway(fake.base_url)
+    for ctype in ("text/plain", None):
+        h = {"content-type": ctype} if ctype else {}
+        st, _, out = request(gw.base_url, "POST", "/v1/chat", raw=b'{"prompt": "hi"}', headers=h, drop_content_type=ctype is None)
+        assert st == 400 and error_of(out)["param"] == "content-type", out
+    st, _, out = request(gw.base_url, "POST", "/v1/chat", {"prompt": "hi", "max_tokens": 2}, headers={"content-type": "application/json; charset=utf-8"})
+    assert st == 200 and json.loads(out)["content"] == "toktok"

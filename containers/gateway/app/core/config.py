@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -87,8 +88,28 @@ class Settings(BaseSettings):
         4, ge=0, description="Serve locally while the owner's vLLM has more requests waiting than this."
     )
     affinity_refresh_s: float = Field(2.0, gt=0, description="Peer discovery and peer health poll interval.")
+    # --- tenants (the front door's API keys)
+    frontdoor_key_id: str = Field(
+        contract.DEFAULT_FRONTDOOR_KEY_ID,
+        description=f"Key id (in API_KEYS) of the front door's key: only its requests may name a tenant in {contract.TENANT_HEADER}.",
+    )
+    tenant_names: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="JSON {api key id: tenant name}; ids without a name stay ids."
+    )
+    tenant_names_parameter: str | None = Field(
+        None, description="SSM parameter with the same JSON (read at start and every TENANT_NAMES_REFRESH_S)."
+    )
+    tenant_names_refresh_s: float = Field(300.0, gt=0, description="How often the SSM parameter is re-read.")
+    tenant_tokens_per_minute: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON {tenant: tokens per minute}; 429 with Retry-After beyond. Per task (shared by its workers).",
+    )
+    state_dir: str = Field("/dev/shm", description="Where the workers' shared token buckets live (a tmpfs).")
 
     # --- server
+    path_prefix: str = Field(
+        "", description='A prefix requests may carry and the gateway ignores, e.g. "/prod" (API Gateway stage).'
+    )
     host: str = "0.0.0.0"
     port: int = Field(contract.GATEWAY_PORT, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes.")
@@ -121,6 +142,29 @@ class Settings(BaseSettings):
     @classmethod
     def _split_peers(cls, v: object) -> object:
         return tuple(p.strip() for p in v.split(",") if p.strip()) if isinstance(v, str) else v
+
+    @field_validator("tenant_names", "tenant_tokens_per_minute", mode="before")
+    @classmethod
+    def _json_object(cls, v: object) -> object:
+        if v is None or v == "":
+            return {}
+        return json.loads(v) if isinstance(v, str) else v
+
+    @field_validator("tenant_tokens_per_minute")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(k for k, n in v.items() if n < 1)
+        if bad:
+            raise ValueError(f"tokens per minute must be at least 1 (tenants: {', '.join(bad)})")
+        return v
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", v):
+            raise ValueError('must look like "/prod": a leading slash, URL-safe segments')
+        return v
 
     @field_validator("upstream_url", "fallback_url")
     @classmethod

@@ -62,6 +62,16 @@ AFFINITY_FORWARDED_HEADER: Final = "x-llmh-forwarded"
 AFFINITY_PROMPT_HEAD_CHARS: Final = 1024
 """``prefix`` mode on /v1/completions: the prompt's first characters are its affinity key."""
 
+TENANT_HEADER: Final = "x-llmhost-api-key-id"
+"""Request header the front door sets to the caller's API key id ($context.identity.apiKeyId).
+The gateway trusts it only on requests that carry the front-door key."""
+
+DEFAULT_FRONTDOOR_KEY_ID: Final = "frontdoor"
+"""The key id, in the gateway's API_KEYS secret, of the key the front door sends."""
+
+TENANT_NAMES_PARAMETER: Final = "/llm-hosting/{env}/tenant-api-keys"
+"""SSM parameter (String, JSON {api key id: tenant name}) the API stack writes; ``.format(env=...)``."""
+
 # --------------------------------------------------------------------------- CloudWatch EMF
 METRICS_NAMESPACE: Final = "LlmHosting/Gateway"
 
@@ -105,10 +115,17 @@ DIMENSION_MODEL: Final = "Model"
 """Value: the served model name (GATEWAY_SERVED_MODEL_NAME)."""
 
 EMF_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_MODEL),)
-"""The only dimension set emitted: alarms must use exactly these dimensions."""
+"""The dimension set of every metric: alarms must use exactly these dimensions."""
 DIMENSION_TASK: Final = "Task"
 """Value: the task's gateway address (ip:port). Only on the prefix-cache metrics, beside the set above,
 so the hit rate can be read per task (gateways with affinity on emit them)."""
+
+DIMENSION_TENANT: Final = "Tenant"
+"""Value: the tenant's name where the gateway knows it (TENANT_NAMES), else its API key id
+(requests through the front door), else the gateway key id the caller used."""
+EMF_TENANT_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_TENANT),)
+TENANT_METRICS: Final = (METRIC_REQUESTS, METRIC_ERRORS, METRIC_PROMPT_TOKENS, METRIC_COMPLETION_TOKENS, METRIC_TTFT)
+"""The metrics also emitted per tenant (dimensions EMF_TENANT_DIMENSION_SETS)."""
 
 # --------------------------------------------------------------------------- environment
 ENV_PREFIX: Final = "GATEWAY_"
@@ -150,6 +167,13 @@ ENV_AFFINITY_SELF: Final = "GATEWAY_AFFINITY_SELF"  # this gateway's host:port a
 ENV_AFFINITY_PORT: Final = "GATEWAY_AFFINITY_PORT"  # peers' gateway port with DNS discovery
 ENV_AFFINITY_MAX_QUEUE: Final = "GATEWAY_AFFINITY_MAX_QUEUE"  # serve locally while the owner's queue is deeper
 ENV_AFFINITY_REFRESH_S: Final = "GATEWAY_AFFINITY_REFRESH_S"  # peer discovery + peer health poll interval
+ENV_PATH_PREFIX: Final = "GATEWAY_PATH_PREFIX"  # e.g. "/prod": the API stage name API Gateway may send
+ENV_FRONTDOOR_KEY_ID: Final = "GATEWAY_FRONTDOOR_KEY_ID"
+ENV_TENANT_NAMES: Final = "GATEWAY_TENANT_NAMES"  # JSON {api key id: tenant name}
+ENV_TENANT_NAMES_PARAMETER: Final = "GATEWAY_TENANT_NAMES_PARAMETER"  # SSM parameter name, optional
+ENV_TENANT_NAMES_REFRESH_S: Final = "GATEWAY_TENANT_NAMES_REFRESH_S"
+ENV_TENANT_TOKENS_PER_MINUTE: Final = "GATEWAY_TENANT_TOKENS_PER_MINUTE"  # JSON {tenant name: tokens/min}
+ENV_STATE_DIR: Final = "GATEWAY_STATE_DIR"
 
 ALL_ENV_VARS: Final = tuple(sorted(v for k, v in dict(globals()).items() if k.startswith("ENV_") and k != "ENV_PREFIX"))
 """Every GATEWAY_* variable the gateway reads (a test checks it matches the settings)."""
@@ -175,3 +199,20 @@ def server_keepalive_for_alb(alb_idle_timeout_s: int) -> int:
 
 
 DEFAULT_SERVER_KEEPALIVE_S: Final = server_keepalive_for_alb(DEFAULT_ALB_IDLE_TIMEOUT_S)
+
+# --------------------------------------------------------------------------- shutdown budget
+ABORT_GRACE_S: Final = 2.0
+"""At the drain deadline the gateway ends what still runs (an SSE error event per stream); this long at most."""
+SHUTDOWN_TAIL_S: Final = 5
+"""After the drain timeout, the most the process takes to exit: ABORT_GRACE_S, then uvicorn's own
+graceful shutdown (``timeout_graceful_shutdown``, 2 s), then the lifespan's cleanup."""
+STOP_MARGIN_S: Final = 15
+
+
+def drain_timeout_for_stop_timeout(stop_timeout_s: int) -> int:
+    """GATEWAY_DRAIN_TIMEOUT_S for an ECS container ``stop_timeout``: drain + SHUTDOWN_TAIL_S stays
+    STOP_MARGIN_S below it, so ECS never SIGKILLs the gateway mid-shutdown."""
+    drain = stop_timeout_s - SHUTDOWN_TAIL_S - STOP_MARGIN_S
+    if drain < 1:
+        raise ValueError(f"stop_timeout {stop_timeout_s} s leaves no time to drain")
+    return drain

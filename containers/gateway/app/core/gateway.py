@@ -10,11 +10,18 @@ import logging
 import signal
 import time
 
+from typing import TYPE_CHECKING
+
+from . import contract
 from .affinity import build_affinity
 from .config import Settings
 from .errors import GatewayError
-from .observability import Observability
+from .observability import Observability, RequestRecord
+from .tenants import TenantNames, TokenLimiter
 from .upstream import BackendMonitor, Upstreams
+
+if TYPE_CHECKING:
+    from .proxy import ProxyCall
 
 log = logging.getLogger("gateway")
 
@@ -31,6 +38,9 @@ class Gateway:
         self._per_key: dict[str, int] = {}
         self._drain_task: asyncio.Task[None] | None = None
         self.affinity = build_affinity(settings, self.upstreams)
+        self.calls: set[ProxyCall] = set()  # upstream calls in progress (shutdown ends them)
+        self.tenants = TenantNames(settings)
+        self.limits = TokenLimiter(settings)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -38,12 +48,15 @@ class Gateway:
         self.monitor.start()
         if self.affinity is not None:
             await self.affinity.start()
+        await self.tenants.start()
 
     async def stop(self) -> None:
         if self.affinity is not None:
             await self.affinity.stop()
         await self.monitor.stop()
+        await self.tenants.stop()
         await self.upstreams.close()
+        self.limits.close()
 
     def install_sigterm(self) -> None:
         """SIGTERM: readiness turns 503 at once, in-flight requests get up to the drain
@@ -64,7 +77,16 @@ class Gateway:
         deadline = time.monotonic() + self.s.drain_timeout_s
         while self.obs.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        log.warning({"event": "drained", "in_flight_left": self.obs.in_flight})
+        # Deadline: end what is still running ourselves, each with an error its client sees (an SSE
+        # error event for a stream), so uvicorn finds nothing to cancel and the process exits well
+        # inside the task's stop_timeout (contract.SHUTDOWN_TAIL_S).
+        cut = list(self.calls)
+        for call in cut:
+            call.abort()
+        end = time.monotonic() + contract.ABORT_GRACE_S
+        while self.calls and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        log.warning({"event": "drained", "in_flight_left": self.obs.in_flight, "cut_at_deadline": len(cut)})
         server = getattr(signal.getsignal(signal.SIGINT), "__self__", None)  # uvicorn's Server
         if server is not None and hasattr(server, "should_exit"):
             server.should_exit = True
@@ -76,13 +98,34 @@ class Gateway:
         if self.draining:
             return False, "draining: the gateway is shutting down"
         st = self.monitor.state
-        if not st.healthy:
-            if self.upstreams.fallback is not None and self.upstreams.fallback.breaker.state == "closed":
-                return True, f"degraded: primary {st.reason}; serving from the fallback"
-            return False, st.reason
-        return True, "ok"
+        breaker = self.upstreams.primary.breaker
+        if st.healthy and breaker.state == "closed":
+            return True, "ok"
+        # The primary cannot take requests: its backend is down, or its circuit is open (then
+        # requests get 503 even though the backend's /health may answer).
+        reason = st.reason if not st.healthy else f"the circuit breaker for the model backend is {breaker.state}"
+        if self.upstreams.fallback is not None and self.upstreams.fallback.breaker.state == "closed":
+            return True, f"degraded: primary {reason}; serving from the fallback"
+        return False, reason
 
     # ------------------------------------------------------------------ auth and limits
+    def identify(self, authorization: bytes | None, x_api_key: bytes | None, tenant_header: bytes | None) -> tuple[str, str]:
+        """(key id, tenant). The tenant is the API Gateway key id the front door passes in
+        ``contract.TENANT_HEADER`` (its name where known), trusted only on a request that carries
+        the front-door key; any other caller is its own tenant (its key id)."""
+        key_id = self.authenticate(authorization, x_api_key)
+        if tenant_header and self._keys and key_id == self.s.frontdoor_key_id and len(tenant_header) <= 128:
+            api_key_id = tenant_header.decode("latin-1").strip()
+            if api_key_id.isprintable() and api_key_id:
+                return key_id, self.tenants.name(api_key_id)
+        return key_id, key_id
+
+    def finish(self, rec: RequestRecord) -> None:
+        """Every request ends here once: charge its tokens to its tenant, then log it."""
+        if rec.tenant is not None and (rec.prompt_tokens or rec.completion_tokens):
+            self.limits.charge(rec.tenant, (rec.prompt_tokens or 0) + (rec.completion_tokens or 0))
+        self.obs.finish(rec)
+
     def authenticate(self, authorization: bytes | None, x_api_key: bytes | None = None) -> str:
         if not self._keys:
             return "anonymous"

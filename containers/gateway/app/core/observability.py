@@ -48,6 +48,7 @@ class RequestRecord:
     request_id: str
     t0: float
     key_id: str = "-"
+    tenant: str | None = None
     model: str | None = None
     stream: bool = False
     status: int = 0
@@ -89,6 +90,10 @@ class Observability:
             "Namespace": contract.METRICS_NAMESPACE,
             "Dimensions": [list(d) for d in contract.EMF_DIMENSION_SETS],
         }
+        self._emf_tenant = {
+            "Namespace": contract.METRICS_NAMESPACE,
+            "Dimensions": [list(d) for d in contract.EMF_TENANT_DIMENSION_SETS],
+        }
 
     def start(self) -> None:
         self.in_flight += 1
@@ -128,6 +133,7 @@ class Observability:
             "logger": "gateway.request",
             "request_id": r.request_id,
             "key_id": r.key_id,
+            "tenant": r.tenant,
             "route": r.route,
             "model": r.model,
             "stream": r.stream,
@@ -185,11 +191,17 @@ class Observability:
                 for name, value in affinity.metrics().items():
                     rec[name] = value
                     metrics.append(name)
-            rec["_aws"] = {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {**self._emf_base, "Metrics": [{"Name": m, "Unit": contract.METRIC_UNITS[m]} for m in metrics]}
-                ],
-            }
+            directives = [{**self._emf_base, "Metrics": [{"Name": m, "Unit": contract.METRIC_UNITS[m]} for m in metrics]}]
+            if r.tenant is not None:
+                rec[contract.DIMENSION_TENANT] = r.tenant
+                directives.append(
+                    {
+                        **self._emf_tenant,
+                        "Metrics": [
+                            {"Name": m, "Unit": contract.METRIC_UNITS[m]} for m in metrics if m in contract.TENANT_METRICS
+                        ],
+                    }
+                )
+            rec["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives}
         sys.stdout.write(orjson.dumps(rec, default=str).decode() + "\n")
         sys.stdout.flush()

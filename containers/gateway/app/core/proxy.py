@@ -34,8 +34,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 USAGE_MARK = b'"choices":[],"usage":{'
-_PROMPT_TOK = re.compile(rb'"prompt_tokens":(\d+)')
-_COMPL_TOK = re.compile(rb'"completion_tokens":(\d+)')
+RESPONSE_DONE_MARK = b"response.completed"  # the Responses API's last event (it carries usage)
+_PROMPT_TOK = re.compile(rb'"(?:prompt|input)_tokens":\s*(\d+)')
+_COMPL_TOK = re.compile(rb'"(?:completion|output)_tokens":\s*(\d+)')
 _DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 SSE_HEADERS = [
@@ -58,6 +59,9 @@ def _usage(rec: RequestRecord, blob: bytes, start: int = 0) -> None:
 
 def _error_event(message: str, code: str, status: int = 502) -> bytes:
     return b"data: " + error_body(message, status, None, code) + b"\n\n" + _DONE
+
+
+SHUTDOWN_MESSAGE = "the gateway is shutting down (the task is being replaced); retry the request"
 
 
 class ProxyCall:
@@ -90,7 +94,16 @@ class ProxyCall:
         self.payload = payload
         self.done = False
         self.disconnected = False
+        self.aborted = False
         self.started = False
+        self.task: asyncio.Task[Any] | None = None
+        self.usage_mark = RESPONSE_DONE_MARK if path == "/v1/responses" else USAGE_MARK
+
+    def abort(self) -> None:
+        """Shutdown reached its deadline: end this call now, with an error the client sees."""
+        if not self.done and self.task is not None:
+            self.aborted = True
+            self.task.cancel()
 
     def _headers_out(self, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         rec = self.rec
@@ -108,7 +121,8 @@ class ProxyCall:
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         gw = self.gw
         rec = self.rec
-        task = asyncio.current_task()
+        task = self.task = asyncio.current_task()
+        gw.calls.add(self)
         loop = asyncio.get_running_loop()
         watch = loop.create_task(receive())
 
@@ -137,12 +151,15 @@ class ProxyCall:
             else:
                 await self._unary(resp, send)
         except asyncio.CancelledError:
-            if not self.disconnected:
+            if not (self.disconnected or self.aborted):
                 raise
             if task is not None:
                 task.uncancel()
-            rec.disconnected = True
-            rec.status = rec.status or 499
+            if self.disconnected:
+                rec.disconnected = True
+                rec.status = rec.status or 499
+            else:
+                await self._end_for_shutdown(send)
         except GatewayError as e:
             rec.error = e.code
             if not self.started:
@@ -170,6 +187,7 @@ class ProxyCall:
                 await self._finish_stream(send, _error_event(msg, code, 504 if timeout else 502))
         finally:
             self.done = True
+            gw.calls.discard(self)
             watch.remove_done_callback(on_disconnect)
             watch.cancel()
             if resp is not None:
@@ -179,7 +197,7 @@ class ProxyCall:
                     resp.release()
             if self.slot:
                 gw.release(rec.key_id)
-            gw.obs.finish(rec)
+            gw.finish(rec)
 
     def _body_for(self, up: Any) -> bytes:
         """The request body for the chosen upstream: as validated for vLLM; for a generic
@@ -200,6 +218,18 @@ class ProxyCall:
         if up.model_override:
             q["model"] = up.model_override
         return orjson.dumps(q)
+
+    async def _end_for_shutdown(self, send: Send) -> None:
+        rec = self.rec
+        rec.error = "shutting_down"
+        if self.started:  # a stream: an error event the SDK raises, then [DONE]
+            await self._finish_stream(send, _error_event(SHUTDOWN_MESSAGE, "shutting_down", 503))
+        elif not self.done:
+            rec.status = 503
+            self.done = True
+            await GatewayError(503, SHUTDOWN_MESSAGE, code="shutting_down", headers={"Retry-After": "1"}).send(
+                send, [(_REQID, rec.request_id.encode())]
+            )
 
     async def _finish_stream(self, send: Send, tail: bytes) -> None:
         self.done = True
@@ -231,8 +261,6 @@ class ProxyCall:
             if ok:
                 e = err["error"]
                 e["type"] = "invalid_request_error" if status != 404 else "not_found_error"
-                if not isinstance(e.get("code"), (str, type(None))):
-                    e["code"] = None
                 raw = orjson.dumps(err)
             else:
                 raw = error_body(f"the model backend rejected the request ({status}): {raw[:200].decode(errors='replace')}", status, None, "backend_rejected")
@@ -335,7 +363,7 @@ class ProxyCall:
                     continue
                 pending = chunk[i + 2 :]
                 chunk = chunk[: i + 2]
-            if USAGE_MARK in chunk:
+            if self.usage_mark in chunk:
                 chunk = self._take_usage(chunk, strip)
             if simple:
                 chunk = self._to_simple(chunk, parts)
@@ -352,8 +380,11 @@ class ProxyCall:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _take_usage(self, chunk: bytes, strip: bool) -> bytes:
-        i = chunk.find(USAGE_MARK)
-        _usage(self.rec, chunk, i)
+        i = chunk.find(self.usage_mark)
+        start = chunk.rfind(b"\n\n", 0, i) + 1  # the event holding the mark (0 when it is the first)
+        end = chunk.find(b"\n\n", i)
+        event = chunk[start:end] if end >= 0 else chunk[start:]
+        _usage(self.rec, event, max(0, event.rfind(b'"usage"')))
         if not strip:
             return chunk
         start = chunk.rfind(b"data:", 0, i)

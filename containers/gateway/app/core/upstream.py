@@ -25,7 +25,14 @@ CONNECT_ERRORS = (ConnectFailed, ConnectionResetError)
 
 class CircuitBreaker:
     """Closed -> open after ``threshold`` consecutive failures -> half-open after
-    ``reset_s`` (one trial request) -> closed on success, open again on failure."""
+    ``reset_s`` -> closed on success, open again on failure.
+
+    Half-open lets one trial request through at a time, and the backend monitor's
+    ``/health`` probe is a trial too (:meth:`probe_ok`): the circuit closes when the
+    backend is healthy again even if no client request arrives (the ALB sends none to a
+    target whose ``/health`` is 503) and even while a slow trial request is still running.
+    A trial whose client went away is released without a verdict (:meth:`abandon`), so an
+    abandoned trial cannot hold the circuit open."""
 
     def __init__(self, threshold: int, reset_s: float) -> None:
         self.threshold = threshold
@@ -47,7 +54,7 @@ class CircuitBreaker:
             return True
         if time.monotonic() - self.opened_at < self.reset_s or self._trial_in_flight:
             return False
-        self._trial_in_flight = True  # half-open: exactly one trial request
+        self._trial_in_flight = True  # half-open: one trial request at a time
         return True
 
     def success(self) -> None:
@@ -60,6 +67,15 @@ class CircuitBreaker:
         self._trial_in_flight = False
         if self.opened_at is not None or self.failures >= self.threshold:
             self.opened_at = time.monotonic()
+
+    def abandon(self) -> None:
+        """The trial request ended without an answer (its client left): no verdict."""
+        self._trial_in_flight = False
+
+    def probe_ok(self) -> None:
+        """The backend's own health check passed: close the circuit once it is half-open."""
+        if self.state == "half-open":
+            self.success()
 
 
 @dataclass(eq=False)
@@ -141,6 +157,7 @@ class Upstreams:
         that the upstream's breaker counts a failure and, if it is now open and a
         fallback exists, the fallback gets the request."""
         up = self.choose()
+        trial = up.breaker.opened_at is not None  # this call holds the half-open trial
         tried_fallback = up is self.fallback
         attempt = 0
         build = body if callable(body) else None
@@ -151,6 +168,10 @@ class Upstreams:
                 if up.auth_header:
                     h = {**headers, "Authorization": up.auth_header}
                 resp = await up.pool.request(method, path, data, h)
+            except asyncio.CancelledError:
+                if trial:
+                    up.breaker.abandon()
+                raise
             except CONNECT_ERRORS as e:
                 attempt += 1
                 if attempt == 1:
@@ -159,6 +180,7 @@ class Upstreams:
                 if not tried_fallback and self.fallback is not None and self.primary.breaker.state != "closed":
                     up, tried_fallback, attempt = self.fallback, True, 0
                     if self.fallback.breaker.allow():
+                        trial = up.breaker.opened_at is not None
                         continue
                 raise GatewayError(
                     502,
@@ -237,6 +259,7 @@ class BackendMonitor:
             st.healthy = status == 200
             st.reason = "ok" if st.healthy else f"backend /health returned {status}"
             if st.healthy:
+                up.breaker.probe_ok()
                 _, text = await asyncio.wait_for(get("/metrics"), timeout)
                 st.queue_depth = int(sum(float(m) for m in _WAITING.findall(text)))
                 st.running = int(sum(float(m) for m in _RUNNING.findall(text)))

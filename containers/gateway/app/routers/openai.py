@@ -1,18 +1,22 @@
-"""OpenAI-compatible pass-through: POST /v1/chat/completions, POST /v1/completions,
-GET /v1/models.
+"""OpenAI-compatible pass-through: the chat, completions and Responses APIs (stream or not),
+embeddings, score, rerank, tokenize, detokenize, models and version.
 
 These are lean ASGI endpoints mounted inside the FastAPI app (no request object,
 no body model, no response model on the hot path); they are described in the
-OpenAPI document by :func:`openapi_paths`. Validation runs on the parsed dict; the
-body goes upstream as the client sent it, except that a streaming request gets
-``stream_options.include_usage`` so the gateway can log token counts (the extra
-usage event is removed again when the client had not asked for it)."""
+OpenAPI document by :func:`openapi_paths`. The caller is authenticated from the
+headers before a byte of the body is read; the body is read with a size cap and
+validated on the parsed dict; then it goes upstream as the client sent it, except
+that a streaming chat/completions request gets ``stream_options.include_usage`` so
+the gateway can count tokens (the extra usage event is removed again when the client
+had not asked for it)."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,14 +24,16 @@ from fastapi import APIRouter
 
 from .. import schemas
 from ..core import contract
+from ..core.config import Settings
 from ..core.errors import GatewayError
 from ..core.observability import RequestRecord
 from ..core.proxy import ProxyCall
-from ..core.validation import validate_chat, validate_completion
+from ..core.validation import validate_chat, validate_completion, validate_object, validate_responses
 from ..dependencies import get_gateway, resolve
 
 perf = time.perf_counter
 _REQID = contract.REQUEST_ID_HEADER.encode()
+_TENANT = contract.TENANT_HEADER.encode()
 _ID_PREFIX = os.urandom(6).hex()
 _ids = itertools.count(1)
 
@@ -42,6 +48,8 @@ class ClientGone(Exception):
 
 
 async def read_body(receive: Any, limit: int) -> bytes:
+    """The request body, counted while it arrives: 413 as soon as it passes ``limit``
+    (a chunked upload declares no length), without buffering the rest."""
     chunks = []
     size = 0
     while True:
@@ -59,54 +67,89 @@ async def read_body(receive: Any, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def check_json_content_type(content_type: bytes | None) -> None:
+    """vLLM answers 400 to a JSON route called without ``Content-Type: application/json``."""
+    if content_type is None or content_type.split(b";", 1)[0].lower() != b"application/json":
+        raise GatewayError(
+            400,
+            "invalid 'content-type': send the JSON body with 'Content-Type: application/json'",
+            param="content-type",
+            code="invalid_content_type",
+        )
+
+
+Validator = Callable[[Any, Settings, Collection[str] | None], str | None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the gateway does on one route: validate how, count tokens how, stream or not."""
+
+    validate: Validator | None  # None: GET, no body
+    usage_injection: bool = False  # streams get stream_options.include_usage (chat, completions)
+
+
+CHAT = Kind(validate_chat, usage_injection=True)
+COMPLETION = Kind(validate_completion, usage_injection=True)
+RESPONSES = Kind(validate_responses)
+JSON = Kind(validate_object)
+GET = Kind(None)
+
+
 class OpenAIEndpoint:
     """One pass-through route as a plain ASGI app."""
 
-    def __init__(self, route: str, upstream_path: str, kind: str) -> None:
+    def __init__(self, route: str, upstream_path: str, kind: Kind) -> None:
         self.route = route
         self.upstream_path = upstream_path
-        self.kind = kind  # "chat" | "completion" | "models"
-        self.validate = {"chat": validate_chat, "completion": validate_completion}.get(kind)
+        self.kind = kind
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         t0 = perf()
         gw = resolve(scope["app"], get_gateway, scope)
-        auth = xkey = rid = None
+        auth = xkey = rid = ctype = tenant = None
         for k, v in scope["headers"]:
             if k == b"authorization":
                 auth = v
+            elif k == b"content-type":
+                ctype = v
             elif k == b"x-request-id":
                 rid = v
             elif k == b"x-api-key":
                 xkey = v
+            elif k == _TENANT:
+                tenant = v
         rec = RequestRecord(
             self.route, rid.decode("latin-1") if rid and len(rid) <= 128 else new_request_id(), t0
         )
         gw.obs.start()
         slot = False
+        kind = self.kind
         try:
-            rec.key_id = gw.authenticate(auth, xkey)
-            if self.kind == "models":
+            rec.key_id, rec.tenant = gw.identify(auth, xkey, tenant)
+            if kind.validate is None:
                 call = ProxyCall(gw, rec, "GET", self.upstream_path, None)
             else:
                 gw.admit()
+                check_json_content_type(ctype)
                 body = await read_body(receive, gw.s.max_body_bytes)
                 try:
                     payload = orjson.loads(body)
                 except orjson.JSONDecodeError as e:
                     raise GatewayError(400, f"could not parse the JSON body: {e}", param="body", code="invalid_json") from None
-                rec.model = self.validate(payload, gw.s, gw.known_models())  # type: ignore[misc]
+                rec.model = kind.validate(payload, gw.s, gw.known_models())
                 stream = payload.get("stream") is True
                 rec.stream = stream
                 if gw.s.log_prompts:
-                    rec.prompt = payload.get("messages") if self.kind == "chat" else payload.get("prompt")
+                    rec.prompt = payload.get("messages") or payload.get("prompt") or payload.get("input")
                 strip = False
-                if stream:
+                if stream and kind.usage_injection:
                     so = payload.get("stream_options")
                     if not (so and so.get("include_usage")):
                         payload["stream_options"] = {**(so or {}), "include_usage": True}
                         body = orjson.dumps(payload)
                         strip = True
+                gw.limits.check(rec.tenant)
                 slot = gw.acquire(rec.key_id)
                 call = ProxyCall(
                     gw, rec, "POST", self.upstream_path, body, stream=stream, strip_usage=strip, slot=slot, payload=payload
@@ -119,12 +162,12 @@ class OpenAIEndpoint:
             if e.status == 503 and e.code == "overloaded":
                 rec.extra["shed"] = True
             await e.send(send, [(_REQID, rec.request_id.encode())])
-            gw.obs.finish(rec)
+            gw.finish(rec)
             return
         except ClientGone:
             rec.status = 499
             rec.disconnected = True
-            gw.obs.finish(rec)
+            gw.finish(rec)
             return
         await call(scope, receive, send)
 
@@ -147,7 +190,7 @@ def _op(summary: str, body_model: type | None, stream_doc: bool) -> dict[str, An
                     "401": "Missing or invalid API key",
                     "404": "Unknown model",
                     "413": "Request body too large",
-                    "429": "Per-key concurrency limit (Retry-After)",
+                    "429": "Per-key concurrency limit or tenant tokens per minute (Retry-After)",
                     "502": "Backend unreachable or failed",
                     "503": "Draining, overloaded or circuit open (Retry-After)",
                     "504": "Backend timeout",
@@ -166,17 +209,30 @@ def _op(summary: str, body_model: type | None, stream_doc: bool) -> dict[str, An
 
 def openapi_paths() -> tuple[dict[str, Any], list[type]]:
     """OpenAPI path items for the lean routes, and the models their schemas need."""
-    return (
-        {
-            "/v1/chat/completions": {"post": _op("OpenAI chat completions (pass-through)", schemas.ChatCompletionRequest, True)},
-            "/v1/completions": {"post": _op("OpenAI completions (pass-through)", schemas.CompletionRequest, True)},
-            "/v1/models": {"get": _op("Models served (pass-through)", None, False)},
-        },
-        [schemas.ChatCompletionRequest, schemas.CompletionRequest, schemas.ErrorResponse],
-    )
+    paths = {
+        path: {("get" if kind is GET else "post"): _op(f"{summary} (pass-through)", model, streams)}
+        for path, _, kind, summary, model, streams in ROUTES
+    }
+    models = [m for *_, m, _ in ROUTES if m is not None]
+    return paths, [*dict.fromkeys(models), schemas.ErrorResponse]
 
+
+ROUTES: tuple[tuple[str, str, Kind, str, type | None, bool], ...] = (
+    # (path, log route name, kind, summary, body model for the OpenAPI document, streams)
+    ("/v1/chat/completions", "chat_completions", CHAT, "OpenAI chat completions", schemas.ChatCompletionRequest, True),
+    ("/v1/completions", "completions", COMPLETION, "OpenAI completions", schemas.CompletionRequest, True),
+    ("/v1/responses", "responses", RESPONSES, "OpenAI Responses API", schemas.ResponsesRequest, True),
+    ("/v1/embeddings", "embeddings", JSON, "Embeddings (pooling models)", schemas.PassThroughRequest, False),
+    ("/v1/score", "score", JSON, "Score (pooling models)", schemas.PassThroughRequest, False),
+    ("/v1/rerank", "rerank", JSON, "Rerank (pooling models)", schemas.PassThroughRequest, False),
+    ("/tokenize", "tokenize", JSON, "Tokenize with the served model's tokenizer", schemas.PassThroughRequest, False),
+    ("/detokenize", "detokenize", JSON, "Detokenize with the served model's tokenizer", schemas.PassThroughRequest, False),
+    ("/v1/models", "models", GET, "Models served", None, False),
+    ("/version", "version", GET, "vLLM version", None, False),
+)
 
 router = APIRouter()
-router.add_route("/v1/chat/completions", OpenAIEndpoint("chat_completions", "/v1/chat/completions", "chat"), methods=["POST"], include_in_schema=False)  # type: ignore[arg-type]
-router.add_route("/v1/completions", OpenAIEndpoint("completions", "/v1/completions", "completion"), methods=["POST"], include_in_schema=False)  # type: ignore[arg-type]
-router.add_route("/v1/models", OpenAIEndpoint("models", "/v1/models", "models"), methods=["GET"], include_in_schema=False)  # type: ignore[arg-type]
+for _path, _name, _kind, _summary, _model, _streams in ROUTES:
+    router.add_route(  # type: ignore[arg-type]
+        _path, OpenAIEndpoint(_name, _path, _kind), methods=["GET" if _kind is GET else "POST"], include_in_schema=False
+    )

@@ -8,15 +8,17 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from ..core.errors import GatewayError
 from ..core.observability import RequestRecord
 from ..core.proxy import ProxyCall
 from ..core.validation import validate_chat
-from ..dependencies import GatewayDep, KeyIdDep
-from .openai import new_request_id
+from ..dependencies import GatewayDep, IdentityDep
 from ..schemas import ErrorResponse, SimpleChatRequest, SimpleChatResponse
+from .openai import ClientGone, check_json_content_type, new_request_id, read_body
 
 router = APIRouter(tags=["simple"])
 
@@ -27,7 +29,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Missing or invalid API key",
         404: "Unknown model",
         413: "Body too large",
-        429: "Per-key concurrency limit",
+        429: "Per-key concurrency limit or tenant token limit",
         502: "Backend failure",
         503: "Unavailable",
         504: "Backend timeout",
@@ -71,38 +73,74 @@ def _payload(req: SimpleChatRequest, gw: Any, stream: bool) -> dict[str, Any]:
     return p
 
 
-def _start(request: Request, gw: Any, key_id: str, route: str, body: SimpleChatRequest, stream: bool) -> ProxyCall:
+# The body is read by the route, after the key was checked (a dependency) and with the size cap:
+# a FastAPI body parameter would be read before any dependency runs, whole, however large.
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SimpleChatRequest"}}},
+    }
+}
+
+
+async def _body(request: Request, gw: Any) -> SimpleChatRequest:
+    check_json_content_type(request.headers.get("content-type", "").encode("latin-1") or None)
+    raw = await read_body(request.receive, gw.s.max_body_bytes)
+    try:
+        return SimpleChatRequest.model_validate_json(raw)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from None
+
+
+async def _start(request: Request, gw: Any, who: tuple[str, str], route: str, stream: bool) -> ProxyCall:
     rid = request.headers.get("x-request-id")
+    key_id, tenant = who
     rec = RequestRecord(route, rid if rid and len(rid) <= 128 else new_request_id(), time.perf_counter(), key_id=key_id)
+    rec.tenant = tenant
     rec.stream = stream
     gw.obs.start()
     slot = False
     try:
         gw.admit()
-        p = _payload(body, gw, stream)
+        p = _payload(await _body(request, gw), gw, stream)
         rec.model = p.get("model")
         if gw.s.log_prompts:
             rec.prompt = p["messages"]
+        gw.limits.check(tenant)
         slot = gw.acquire(key_id)
-    except GatewayError as e:
-        rec.status = e.status
-        rec.error = e.code
-        gw.obs.finish(rec)
+    except (GatewayError, RequestValidationError) as e:
+        rec.status = e.status if isinstance(e, GatewayError) else 400
+        rec.error = e.code if isinstance(e, GatewayError) else "invalid_value"
+        gw.finish(rec)
+        raise
+    except ClientGone:
+        rec.status = 499
+        rec.disconnected = True
+        gw.finish(rec)
         raise
     return ProxyCall(
         gw, rec, "POST", "/v1/chat/completions", orjson.dumps(p), stream=stream, mode="simple", strip_usage=stream, slot=slot, payload=p
     )
 
 
-@router.post("/v1/chat", response_model=SimpleChatResponse, responses=_ERRORS, summary="Chat, one JSON answer")
-async def chat(request: Request, body: SimpleChatRequest, gw: GatewayDep, key_id: KeyIdDep) -> Response:
-    return _CallResponse(_start(request, gw, key_id, "chat", body, stream=False))
+@router.post(
+    "/v1/chat", response_model=SimpleChatResponse, responses=_ERRORS, summary="Chat, one JSON answer", openapi_extra=_BODY_DOC
+)
+async def chat(request: Request, gw: GatewayDep, who: IdentityDep) -> Response:
+    try:
+        return _CallResponse(await _start(request, gw, who, "chat", stream=False))
+    except ClientGone:
+        return Response(status_code=499)
 
 
 @router.post(
     "/v1/chat/stream",
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": 'SSE: data: {"content": ...} ... data: [DONE]'}, **_ERRORS},
     summary="Chat, streamed as SSE content events",
+    openapi_extra=_BODY_DOC,
 )
-async def chat_stream(request: Request, body: SimpleChatRequest, gw: GatewayDep, key_id: KeyIdDep) -> Response:
-    return _CallResponse(_start(request, gw, key_id, "chat_stream", body, stream=True))
+async def chat_stream(request: Request, gw: GatewayDep, who: IdentityDep) -> Response:
+    try:
+        return _CallResponse(await _start(request, gw, who, "chat_stream", stream=True))
+    except ClientGone:
+        return Response(status_code=499)
