@@ -52,8 +52,9 @@ from stacks.sagemaker import SageMakerSettings, SageMakerStack
 from stacks.serving import ServingSettings, ServingStack
 
 ROOT = Path(__file__).resolve().parent
-# The id of the gateway key the API front door sends as its bearer key (generated in the API-keys secret).
-FRONTDOOR_KEY_ID = "frontdoor"
+# The id of the gateway key the API front door sends as its bearer key (generated in the API-keys secret);
+# the gateway trusts the tenant header only on requests under this key.
+FRONTDOOR_KEY_ID = contract.DEFAULT_FRONTDOOR_KEY_ID
 
 
 def _removal(cfg: EnvironmentConfig) -> cdk.RemovalPolicy:
