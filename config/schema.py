@@ -32,7 +32,9 @@ from llm_hosting_constructs.sizing import (
     get_model,
     instance_registered_resources,
     plan,
+    tool_call_parser,
 )
+from llm_hosting_constructs.vllm import TOOL_CALL_PARSERS
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -50,6 +52,10 @@ ImageRef = Annotated[str, StringConstraints(pattern=r"^[\w./-]+:[\w.-]+$")]
 AcmCertificateArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 ]
+
+
+TOOL_CALLING_OFF = "none"
+"""`model.tool_call_parser: none`: serve without tool calling, said explicitly."""
 
 
 class Strict(BaseModel):
@@ -97,6 +103,24 @@ class ModelConfig(Strict):
     architecture: ModelArchitecture | None = Field(
         None, description="Only for models missing from the sizing catalog: copy the figures from its config.json."
     )
+    tool_call_parser: str | None = Field(
+        None,
+        description="vLLM `--tool-call-parser` for the model's tool-call format (hermes, llama3_json, mistral, ...); "
+        "unset = the sizing catalog's for the model's family; `none` serves without tool calling.",
+    )
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_parser(cls, value: str | None) -> str | None:
+        if value is not None and value != TOOL_CALLING_OFF and value not in TOOL_CALL_PARSERS:
+            raise ValueError(f"{value!r} is not a vLLM tool-call parser; use one of: {', '.join(TOOL_CALL_PARSERS)}, none")
+        return value
+
+    @property
+    def vllm_tool_call_parser(self) -> str | None:
+        """The parser vLLM is started with: config's, else the catalog's; None = tool calling off."""
+        chosen = self.tool_call_parser or tool_call_parser(self.id)
+        return None if chosen == TOOL_CALLING_OFF else chosen
 
 
 class ScheduleConfig(Strict):
@@ -508,6 +532,7 @@ def load_environment(path: Path) -> EnvironmentConfig:
         raise ConfigError(f"{path}: name: is {cfg.name!r} but must equal the file name {path.stem!r}")
     if cfg.ecs is not None:
         check_ecs_sizing(path, cfg)
+        check_tool_calling(path, cfg)
     if cfg.sagemaker is not None:
         check_sagemaker(path, cfg)
     return cfg
@@ -564,6 +589,17 @@ def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
     except SizingError:
         lines = "; ".join(f"{_sizing_field(p)}: {p}" for p in report.problems)
         raise ConfigError(f"{path}: {lines}") from None
+
+
+def check_tool_calling(path: Path, cfg: EnvironmentConfig) -> None:
+    """vLLM is started with tool calling whenever the model has a known tool-call format; a model
+    without one must say so, or every `tools` request would be a 400 nobody expected."""
+    m = cfg.model
+    if m.tool_call_parser is None and tool_call_parser(m.id) is None:
+        raise ConfigError(
+            f"{path}: model.tool_call_parser: the sizing catalog knows no vLLM tool-call parser for {m.id!r}; "
+            f"set the one of its chat format ({', '.join(TOOL_CALL_PARSERS[:5])}, ...) or `none` to serve it without tool calling"
+        )
 
 
 def sagemaker_token_limits(cfg: EnvironmentConfig) -> tuple[int, int]:

@@ -107,6 +107,9 @@ INVALID = {
     "ecs-model-s3-uri-not-a-prefix": ({"ecs__model_s3_uri": "s3://models-1/llama"}, ["ecs.model_s3_uri", "s3://"]),
     "ecs-grace-period-too-short": ({"ecs__health_check_grace_period_seconds": 300}, ["ecs.health_check_grace_period_seconds", "600"]),
     "ecs-root-volume-too-small": ({"ecs__root_volume_gib": 30}, ["ecs.root_volume_gib", "100"]),
+    # tool calling (vLLM, "Tool Calling"): a model without a known parser says so; a parser name must be vLLM's
+    "ecs-model-without-tool-parser": ({"model__id": "mistralai/Mistral-7B-Instruct-v0.2"}, ["model.tool_call_parser", "Mistral-7B-Instruct-v0.2", "`none`"]),
+    "ecs-tool-parser-unknown": ({"model__tool_call_parser": "llama3"}, ["model.tool_call_parser", "'llama3'", "llama3_json"]),
     "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
     # SageMaker backend: same sizing catalog (ml.* types), and what CreateModel/CreateEndpointConfig would reject
     "sm-70b-fp16-on-ml-g5-12xlarge": ({**sm(instance_type="ml.g5.12xlarge"), "model__id": "meta-llama/Llama-3.1-70B-Instruct", "model__tensor_parallel_size": 4}, ["sagemaker.instance_type", "does not fit ml.g5.12xlarge", "smallest that fit", "ml.g6e.12xlarge (TP 4)"]),
@@ -141,6 +144,26 @@ def test_invalid_config_fails_with_one_line(tmp_path: Path, changes: dict, expec
     assert message.startswith(f"{path}: ")
     for text in expected:
         assert text in message, f"{text!r} missing from: {message}"
+
+
+@pytest.mark.parametrize(
+    "model_id,configured,expected",
+    [
+        # vLLM's Tool Calling page: llama3_json for Llama 3.1/3.2, hermes for Qwen2.5, mistral for Mistral v0.3
+        ("meta-llama/Llama-3.1-8B-Instruct", None, "llama3_json"),
+        ("Qwen/Qwen2.5-7B-Instruct", None, "hermes"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", None, "mistral"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "pythonic", "pythonic"),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "none", None),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "mistral", "mistral"),
+    ],
+)
+def test_tool_call_parser_from_catalog_or_config(tmp_path: Path, model_id: str, configured: str | None, expected: str | None) -> None:
+    changes: dict[str, Any] = {"model__id": model_id}
+    if configured is not None:
+        changes["model__tool_call_parser"] = configured
+    cfg = load_environment(write(tmp_path, variant(**changes)))
+    assert cfg.model.vllm_tool_call_parser == expected
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
