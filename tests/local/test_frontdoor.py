@@ -127,14 +127,15 @@ def test_header_mappings_replace_the_clients_and_map_context_variables() -> None
     assert seen["x-api-key"] == KEY  # HTTP proxy: other client headers pass through
 
 
-def test_path_parameter_mapping_fills_the_uri_placeholder() -> None:
-    m = method("/v1/chat", uri_path="/v1/{what}", params={"integration.request.path.what": "'chat'"})
+def test_path_parameter_mapping_sets_the_path_without_the_stage() -> None:
+    """The front door's fix (a URI of placeholders, each mapped to a static segment) is a path override."""
+    m = method("/v1/chat", uri_path="/{seg0}/{seg1}", params={"integration.request.path.seg0": "'v1'", "integration.request.path.seg1": "'chat'"})
 
     async def scenario(url: str, s: aiohttp.ClientSession) -> str:
         async with s.post(url + "dev/v1/chat", headers={"x-api-key": KEY}) as r:
             return str((await r.json())["path"])
 
-    assert run([m], scenario) == "/dev/v1/chat"
+    assert run([m], scenario) == "/v1/chat"
 
 
 def test_unknown_mapping_source_fails_at_start() -> None:

@@ -108,13 +108,15 @@ def integration_request(method: dict[str, Any], stage: str, context: dict[str, A
     - The stage: "Private integrations for REST APIs in API Gateway"
       (https://docs.aws.amazon.com/apigateway/latest/developerguide/private-integration.html) says API
       Gateway includes the stage portion of the endpoint in the request to the backend (stage ``test``
-      sends ``test/path``) and that parameter mapping removes it: the path is sent as ``/<stage><uri
-      path>`` unless a mapping overrides the path (``overwrite:path``).
+      sends ``test/path``) and that overriding the path with parameter mapping removes it: the path is
+      sent as ``/<stage><uri path>`` unless a mapping sets it (``integration.request.path.*`` filling
+      the URI's placeholders, or ``overwrite:path``), which is then sent as mapped.
     """
     path: str = method["uri_path"]
     headers: dict[str, str] = {}
     query = dict(context["query"])
     override: str | None = None
+    path_mapped = False
     for target, expression in method["request_parameters"].items():
         value = evaluate(expression, context)
         if value is None:
@@ -126,11 +128,12 @@ def integration_request(method: dict[str, Any], stage: str, context: dict[str, A
         elif target.startswith("integration.request.path."):
             name = target.removeprefix("integration.request.path.")
             path = path.replace("{" + name + "+}", value).replace("{" + name + "}", value)
+            path_mapped = True
         elif target == "overwrite:path":
             override = value if value.startswith("/") else "/" + value
         else:
             raise MappingError(f"integration parameter {target!r} is not emulated")
-    full = override if override is not None else f"/{stage}{path}"
+    full = override if override is not None else path if path_mapped else f"/{stage}{path}"
     if query:
         full += "?" + "&".join(f"{k}={v}" for k, v in query.items())
     return full, headers
@@ -152,7 +155,7 @@ def context_variables(spec: dict[str, Any], request: web.Request, key: Key | Non
     """The ``$context`` variables the templates map ("$context variables for data models, authorizers,
     mapping templates, and access logging", https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html)."""
     values = (
-        request["request_id"], spec["stage"], request.path, resource_path, request.method,
+        str(uuid.uuid4()), spec["stage"], request.path, resource_path, request.method,
         key.id if key else "", key.value if key else "", request.remote or "",
     )  # fmt: skip
     return dict(zip(CONTEXT_VARIABLES, values, strict=True))
@@ -182,7 +185,6 @@ class FrontDoor:
             await self.session.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        request["request_id"] = str(uuid.uuid4())
         stage, _, rest = request.path.lstrip("/").partition("/")
         resource_path = "/" + rest.rstrip("/")
         method = self.methods.get((resource_path, request.method)) if stage == self.stage else None

@@ -3,7 +3,7 @@
 The code is the image asset CDK staged in ``cdk.out`` (the build context the deploy would push);
 it runs with this repository's ``.venv`` (which holds the gateway's pinned requirements) instead
 of the image's. Its environment is built as ECS builds a container's: the Dockerfile's ``ENV``
-lines, then the task definition's ``Environment`` and ``Secrets`` (values from the local secret
+lines (but ``PATH``, which points into the image), then the task definition's ``Environment`` and ``Secrets`` (values from the local secret
 store). The only local changes (:func:`local_gateway_environment`): the listening port and host,
 and the upstream URL's port, since vLLM listens on a local port.
 """
@@ -17,6 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .template import Container
+
+
+IMAGE_LAYOUT_ENV = frozenset({"PATH"})
+"""Dockerfile ENV that describes the image's file system (its /opt/venv), not the service: not applied here."""
 
 
 def dockerfile_runtime(context: Path) -> tuple[list[str], dict[str, str]]:
@@ -57,7 +61,7 @@ def local_gateway_environment(
     assert container.image_asset_dir is not None
     _, image_env = dockerfile_runtime(container.image_asset_dir)
     env = {k: v for k, v in base.items() if not k.startswith("GATEWAY_")}
-    env.update(image_env)
+    env.update({k: v for k, v in image_env.items() if k not in IMAGE_LAYOUT_ENV})
     env.update(container.environment)
     env.update(container.secrets)
     upstream = env.get("GATEWAY_UPSTREAM_URL", "")

@@ -91,14 +91,14 @@ def _env_list(items: list[dict[str, Any]] | None) -> dict[str, str]:
 
 
 def _asset_dir(env: Environment, cdk_out: Path, image: Any) -> Path | None:
-    if isinstance(image, str):
-        return None  # a registry image such as vllm/vllm-openai:v0.24.0
+    """The build context of a docker-image asset whose hash the image reference carries; None for a
+    registry image (``vllm/vllm-openai:v0.24.0``, an ECR pull-through path)."""
     text = json.dumps(image)
     for assembly_assets in (cdk_out / f"assembly-{env.name}").glob("*.assets.json"):
         for digest, asset in json.loads(assembly_assets.read_text()).get("dockerImages", {}).items():
             if digest in text:
                 return (assembly_assets.parent / asset["source"]["directory"]).resolve()
-    raise TemplateError(f"image {text[:120]} is neither a registry image nor a docker asset of this assembly")
+    return None
 
 
 def read_task(env: Environment, cdk_out: Path) -> Task:
