@@ -55,8 +55,17 @@ def strip_stage_by_mapping(stack: str, template: dict[str, Any]) -> None:
             join[-1] = (port or "") + "".join(f"/{{s{i}}}" for i in range(len(segments)))
 
 
+GATEWAY_PREFIX_SETTING = "GATEWAY_PATH_PREFIX"
+"""The gateway's own tolerance of the stage prefix (issue 11 point 2, branch h-gateway), where present."""
+
+
 def keep_stage(stack: str, template: dict[str, Any]) -> None:
-    """Broken: no path mapping, so the backend receives /<stage>/v1/..."""
+    """Broken: no path mapping, so the backend receives /<stage>/v1/..., and no gateway setting that
+    would strip it there."""
+    for res in template.get("Resources", {}).values():
+        if res["Type"] == "AWS::ECS::TaskDefinition":
+            for c in res["Properties"]["ContainerDefinitions"]:
+                c["Environment"] = [e for e in c.get("Environment", []) if e["Name"] != GATEWAY_PREFIX_SETTING]
     for integration in _methods(template):
         params = integration.get("RequestParameters", {})
         mapped = {k: v.strip("'") for k, v in params.items() if k.startswith("integration.request.path.")}

@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             return 1
         finally:
+            running = [c.name for c in stack.components()]
             stack.stop_all()
-            print("stopped   vllm, gateway and front door", flush=True)
+            if running:
+                print(f"stopped   {', '.join(running)}", flush=True)
 
 
 if __name__ == "__main__":
