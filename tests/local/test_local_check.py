@@ -15,7 +15,9 @@ import pytest
 
 from tests.cfn import ENVIRONMENTS
 from tests.local.conftest import Runner, mutated_assembly
+from tools.local.cfn import Environment
 from tools.local.smoke import CHECKS
+from tools.local.template import read_task
 
 STAGE = "the front door sends the stage name to the backend, so every backend route 404s until its parameter mapping removes it (issue 11 point 2, branch h-edge)"
 RESPONSES = "POST /v1/responses is neither an API Gateway method nor a gateway route yet (issue 13 point 4, branches h-edge and h-gateway)"
@@ -141,6 +143,15 @@ def test_local_check(local_runner: Runner, cdk_out: Path, env: str, name: str) -
     assert outcome.ok, outcome.detail
     assert outcome.seconds < 60, f"{name} took {outcome.seconds:.0f} s"
 
+
+
+def test_environments_with_the_same_vllm_command_share_one_engine(local_runner: Runner, cdk_out: Path) -> None:
+    """Consecutive environments whose vLLM command lines are equal ran on one engine; the others did not."""
+    commands = {env: read_task(Environment.load(cdk_out, env), cdk_out).vllm.command for env in ENVIRONMENTS}
+    pids = {env: local_runner.engine_pids[(str(cdk_out), env)] for env in ENVIRONMENTS}
+    for before, after in zip(ENVIRONMENTS, ENVIRONMENTS[1:]):
+        assert (pids[before] == pids[after]) == (commands[before] == commands[after]), (before, after, pids)
+    assert len(set(pids.values())) < len(ENVIRONMENTS)  # today prod and staging share one
 
 
 def test_template_without_tool_parser_fails_local_check(local_runner: Runner, served_dev: Path, tmp_path: Path) -> None:
