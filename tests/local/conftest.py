@@ -78,7 +78,7 @@ def mutated_assembly(cdk_out: Path, out: Path, env: str, mutate: Callable[[str, 
     out.mkdir(parents=True)
     for item in cdk_out.iterdir():
         if item.name.startswith("asset."):
-            (out / item.name).symlink_to(item)
+            (out / item.name).symlink_to(item.resolve())
         elif item.name == f"assembly-{env}":
             shutil.copytree(item, out / item.name)
     manifest = json.loads((out / f"assembly-{env}" / "manifest.json").read_text())
