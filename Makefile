@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: synth test test-infra snapshots install install-test bench-synth bench-gateway bench-affinity bench-gpu bench-gpu-table diff clean
+.PHONY: synth test test-infra snapshots install install-test bench-synth bench-gateway bench-affinity bench-gpu bench-gpu-table diff local local-check clean
 
 $(VENV)/.stamp-app: requirements.txt constructs/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,26 @@ bench-gpu: $(VENV)/.stamp-dev
 
 bench-gpu-table: $(VENV)/.stamp-dev
 	$(PY) bench/gpu/bench.py --table $(sort $(wildcard $(BENCH_GPU_RESULTS)/*.json))
+
+# The deployed serving path on this machine, from the synthesized templates (tools/local):
+# vLLM's CPU engine with the task's command line on a tiny model, the gateway with the task's
+# environment, a stand-in for the REST API. `make local ENV=dev` serves until Ctrl-C;
+# `make local-check ENV=dev` runs the smoke suite through it. One vLLM engine per machine at a time.
+ENV ?= dev
+LOCAL_PORTS ?= --port 8300 --gateway-port 8301 --vllm-port 8302
+VLLM_LOCK ?= flock /tmp/llmh-vllm.lock
+
+# Synthesize when missing or older than anything it is made from.
+SYNTH_INPUTS := app.py cdk.json cdk.context.json $(wildcard config/*.yaml config/*.py stacks/*.py) \
+	$(shell find constructs/src containers -type f -not -path '*/__pycache__/*')
+cdk.out/manifest.json: $(SYNTH_INPUTS)
+	$(MAKE) synth
+
+local: $(VENV)/.stamp-dev .venv-vllm/.stamp install cdk.out/manifest.json
+	$(VLLM_LOCK) $(PY) -m tools.local run --env $(ENV) $(LOCAL_PORTS)
+
+local-check: $(VENV)/.stamp-dev .venv-vllm/.stamp install cdk.out/manifest.json
+	$(VLLM_LOCK) $(PY) -m tools.local check --env $(ENV) $(LOCAL_PORTS)
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-checkov .venv-vllm node_modules

@@ -122,6 +122,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
             quantization=m.quantization,
             kv_cache_dtype=m.kv_cache_dtype,
             enable_chunked_prefill=ecs.enable_chunked_prefill,
+            tool_call_parser=m.vllm_tool_call_parser,
             port=contract.VLLM_PORT,
         ),
         hf_hub_offline=ecs.hf_hub_offline,

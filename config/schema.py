@@ -35,7 +35,9 @@ from llm_hosting_constructs.sizing import (
     get_model,
     instance_registered_resources,
     plan,
+    tool_call_parser,
 )
+from llm_hosting_constructs.vllm import TOOL_CALL_PARSERS
 
 CONFIG_DIR = Path(__file__).resolve().parent
 S3PrefixUri = Annotated[str, StringConstraints(pattern=S3_PREFIX_PATTERN)]
@@ -57,6 +59,10 @@ AcmCertificateArn = Annotated[
 DomainName = Annotated[
     str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 ]
+
+
+TOOL_CALLING_OFF = "none"
+"""`model.tool_call_parser: none`: serve without tool calling, said explicitly."""
 
 
 class Strict(BaseModel):
@@ -104,6 +110,24 @@ class ModelConfig(Strict):
     architecture: ModelArchitecture | None = Field(
         None, description="Only for models missing from the sizing catalog: copy the figures from its config.json."
     )
+    tool_call_parser: str | None = Field(
+        None,
+        description="vLLM `--tool-call-parser` for the model's tool-call format (hermes, llama3_json, mistral, ...); "
+        "unset = the sizing catalog's for the model's family; `none` serves without tool calling.",
+    )
+
+    @field_validator("tool_call_parser")
+    @classmethod
+    def _known_parser(cls, value: str | None) -> str | None:
+        if value is not None and value != TOOL_CALLING_OFF and value not in TOOL_CALL_PARSERS:
+            raise ValueError(f"{value!r} is not a vLLM tool-call parser; use one of: {', '.join(TOOL_CALL_PARSERS)}, none")
+        return value
+
+    @property
+    def vllm_tool_call_parser(self) -> str | None:
+        """The parser vLLM is started with: config's, else the catalog's; None = tool calling off."""
+        chosen = self.tool_call_parser or tool_call_parser(self.id)
+        return None if chosen == TOOL_CALLING_OFF else chosen
 
 
 # AWS cron as EventBridge and Application Auto Scaling read it ("Cron expressions reference",
@@ -611,6 +635,7 @@ def load_environment(path: Path) -> EnvironmentConfig:
         raise ConfigError(f"{path}: name: is {cfg.name!r} but must equal the file name {path.stem!r}")
     if cfg.ecs is not None:
         check_ecs_sizing(path, cfg)
+        check_tool_calling(path, cfg)
     if cfg.sagemaker is not None:
         check_sagemaker(path, cfg)
     check_model_access(path, cfg)
@@ -689,6 +714,17 @@ def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
         check(report)
     except SizingError:
         raise ConfigError(f"{path}: {_sizing_problems(report, 'ecs.instance_type')}") from None
+
+
+def check_tool_calling(path: Path, cfg: EnvironmentConfig) -> None:
+    """vLLM is started with tool calling whenever the model has a known tool-call format; a model
+    without one must say so, or every `tools` request would be a 400 nobody expected."""
+    m = cfg.model
+    if m.tool_call_parser is None and tool_call_parser(m.id) is None:
+        raise ConfigError(
+            f"{path}: model.tool_call_parser: the sizing catalog knows no vLLM tool-call parser for {m.id!r}; "
+            f"set the one of its chat format ({', '.join(TOOL_CALL_PARSERS[:5])}, ...) or `none` to serve it without tool calling"
+        )
 
 
 def sagemaker_token_limits(cfg: EnvironmentConfig) -> tuple[int, int]:

@@ -128,6 +128,9 @@ INVALID = {
     "cron-year-pinned": ({"ecs__off_hours__scale_up_cron": "0 7 ? * MON-FRI 2027"}, ["year must be '*'"]),
     "cron-step-zero": ({"ecs__off_hours__scale_up_cron": "0 */0 ? * MON-FRI *"}, ["hours '*/0': a step is '/N' with N >= 1"]),
     "sm-cron-hour-25": ({**sm(off_hours={"scale_down_cron": "0 25 ? * MON-FRI *"})}, ["sagemaker.off_hours.scale_down_cron", "outside 0-23"]),
+    # tool calling (vLLM, "Tool Calling"): a model without a known parser says so; a parser name must be vLLM's
+    "ecs-model-without-tool-parser": ({"model__id": "mistralai/Mistral-7B-Instruct-v0.2"}, ["model.tool_call_parser", "Mistral-7B-Instruct-v0.2", "`none`"]),
+    "ecs-tool-parser-unknown": ({"model__tool_call_parser": "llama3"}, ["model.tool_call_parser", "'llama3'", "llama3_json"]),
     "ecs-queue-depth-zero": ({"ecs__scale_queue_depth": 0}, ["ecs.scale_queue_depth", "greater than or equal to 1"]),
     "ecs-confidential-over-plain-http": ({"tags": {"data-classification": "confidential"}}, ["ecs.certificate_arn is unset", "confidential", "ecs.tls_host_name"]),
     "ecs-certificate-without-tls-host": ({"ecs__certificate_arn": "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"}, ["ecs.certificate_arn and ecs.tls_host_name go together"]),
@@ -164,6 +167,26 @@ def test_invalid_config_fails_with_one_line(tmp_path: Path, changes: dict, expec
     assert message.startswith(f"{path}: ")
     for text in expected:
         assert text in message, f"{text!r} missing from: {message}"
+
+
+@pytest.mark.parametrize(
+    "model_id,configured,expected",
+    [
+        # vLLM's Tool Calling page: llama3_json for Llama 3.1/3.2, hermes for Qwen2.5, mistral for Mistral v0.3
+        ("meta-llama/Llama-3.1-8B-Instruct", None, "llama3_json"),
+        ("Qwen/Qwen2.5-7B-Instruct", None, "hermes"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", None, "mistral"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "pythonic", "pythonic"),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "none", None),
+        ("mistralai/Mistral-7B-Instruct-v0.2", "mistral", "mistral"),
+    ],
+)
+def test_tool_call_parser_from_catalog_or_config(tmp_path: Path, model_id: str, configured: str | None, expected: str | None) -> None:
+    changes: dict[str, Any] = {"model__id": model_id}
+    if configured is not None:
+        changes["model__tool_call_parser"] = configured
+    cfg = load_environment(write(tmp_path, variant(**changes)))
+    assert cfg.model.vllm_tool_call_parser == expected
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

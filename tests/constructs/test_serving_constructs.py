@@ -92,11 +92,21 @@ def test_chunked_prefill_off_is_explicit() -> None:
     assert "--no-enable-chunked-prefill" in args and "--enable-chunked-prefill" not in args
 
 
+def test_tool_calling_flags_only_with_a_parser() -> None:
+    """vLLM answers 400 to `tools` with tool_choice auto unless both flags are given (vLLM, "Tool Calling")."""
+    plain = vllm_serve_args(VllmSettings(model_id="o/m", revision=SHA, served_model_name="m", max_model_len=4096))
+    assert "--enable-auto-tool-choice" not in plain and "--tool-call-parser" not in plain
+    args = vllm_serve_args(VllmSettings(model_id="o/m", revision=SHA, served_model_name="m", max_model_len=4096, tool_call_parser="hermes"))
+    assert "--enable-auto-tool-choice" in args and args[args.index("--tool-call-parser") + 1] == "hermes"
+
+
 def test_vllm_settings_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="tensor_parallel_size"):
         VllmSettings(model_id="o/m", revision=SHA, served_model_name="m", max_model_len=1, tensor_parallel_size=0)
     with pytest.raises(ValueError, match="gpu_memory_utilization"):
         VllmSettings(model_id="o/m", revision=SHA, served_model_name="m", max_model_len=1, gpu_memory_utilization=1.5)
+    with pytest.raises(ValueError, match="tool_call_parser 'llama3' is not one of vLLM's"):
+        VllmSettings(model_id="o/m", revision=SHA, served_model_name="m", max_model_len=1, tool_call_parser="llama3")
 
 
 # --------------------------------------------------------------------------- ModelCache / ServingSecrets

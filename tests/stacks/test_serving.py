@@ -9,6 +9,7 @@ import yaml
 
 from containers.gateway.app.core import contract
 from llm_hosting_constructs.sizing import instance_registered_resources
+from llm_hosting_constructs.vllm import TOOL_CALL_PARSERS
 from llmhost import outputs, parameters
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, ROOT, only, resources
 
@@ -514,7 +515,10 @@ for args in json.loads(sys.stdin.read()):
     ns = top.parse_args(["serve", *args])
     command.validate(ns)
     out.append({k: getattr(ns, k) for k in ("model_tag", "revision", "tokenizer_revision", "served_model_name",
-                                            "max_model_len", "tensor_parallel_size", "max_num_seqs", "port")})
+                                            "max_model_len", "tensor_parallel_size", "max_num_seqs", "port",
+                                            "enable_auto_tool_choice", "tool_call_parser")})
+from vllm.tool_parsers import ToolParserManager
+out.append(sorted(ToolParserManager.list_registered()))
 print("PARSED " + json.dumps(out))
 """
 
@@ -531,12 +535,17 @@ def test_vllm_accepts_the_synthesized_command_line(templates: dict) -> None:
         [str(VLLM_PYTHON), "-c", PARSE], input=json.dumps(commands), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    parsed = json.loads(result.stdout.split("PARSED ", 1)[1])
+    *parsed, registered_parsers = json.loads(result.stdout.split("PARSED ", 1)[1])
     for env, ns in zip(ECS_ENVS, parsed, strict=True):
         m = CONFIG[env]["model"]
         assert ns["model_tag"] == m["id"] and ns["revision"] == ns["tokenizer_revision"] == m["revision"]
         assert ns["served_model_name"] == [m["served_name"]] and ns["max_model_len"] == m["max_model_len"]
         assert ns["port"] == contract.VLLM_PORT
+        # Llama 3.1 Instruct: vLLM's Tool Calling page names llama3_json; without both flags `tools` is a 400.
+        assert m["id"].startswith("meta-llama/Llama-3.1-")
+        assert ns["enable_auto_tool_choice"] is True and ns["tool_call_parser"] == "llama3_json"
+    # Every parser a config may name is one vLLM registers.
+    assert set(TOOL_CALL_PARSERS) <= set(registered_parsers), set(TOOL_CALL_PARSERS) - set(registered_parsers)
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)

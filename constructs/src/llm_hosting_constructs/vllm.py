@@ -11,6 +11,12 @@ from typing import Literal
 VLLM_ENTRYPOINT = ("vllm", "serve")
 """The official image's entrypoint, set explicitly so an image change cannot silently change it."""
 
+TOOL_CALL_PARSERS = (
+    "hermes", "llama3_json", "llama4_json", "llama4_pythonic", "mistral", "pythonic", "granite", "internlm",
+    "jamba", "xlam", "phi4_mini_json", "qwen3_coder", "qwen3_xml", "deepseek_v3", "kimi_k2", "openai",
+)  # fmt: skip
+"""vLLM tool-call parsers a config may name (each registered in vLLM's ToolParserManager; a test checks it)."""
+
 # Where the model-cache access point is mounted in every container that uses it (HF_HOME).
 HF_HOME = "/mnt/hf-cache"
 
@@ -30,6 +36,8 @@ class VllmSettings:
     quantization: Literal["none", "fp8", "awq", "gptq"] = "none"
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     enable_chunked_prefill: bool = True
+    tool_call_parser: str | None = None
+    """vLLM's parser for the model's tool-call format; None serves without tool calling."""
     port: int = 8000
     host: str = "127.0.0.1"
 
@@ -38,6 +46,8 @@ class VllmSettings:
             raise ValueError("tensor_parallel_size must be >= 1")
         if not 0 < self.gpu_memory_utilization < 1:
             raise ValueError("gpu_memory_utilization must be between 0 and 1")
+        if self.tool_call_parser is not None and self.tool_call_parser not in TOOL_CALL_PARSERS:
+            raise ValueError(f"tool_call_parser {self.tool_call_parser!r} is not one of vLLM's: {', '.join(TOOL_CALL_PARSERS)}")
 
 
 def vllm_serve_args(s: VllmSettings) -> list[str]:
@@ -50,6 +60,9 @@ def vllm_serve_args(s: VllmSettings) -> list[str]:
     - awq/gptq are *not* passed as ``--quantization``: vLLM reads the method from the
       checkpoint and picks the fast Marlin kernels, which naming ``awq`` explicitly would
       disable. fp8 is passed: it quantizes a bf16/fp16 checkpoint on load.
+    - ``--enable-auto-tool-choice --tool-call-parser P`` when the model has a tool-call
+      format: without them vLLM answers 400 to every ``tools`` request whose ``tool_choice``
+      is ``auto`` (vLLM, "Tool Calling": https://docs.vllm.ai/en/latest/features/tool_calling/).
     """
     args = [
         s.model_id,
@@ -68,6 +81,8 @@ def vllm_serve_args(s: VllmSettings) -> list[str]:
     ]  # fmt: skip
     if s.quantization == "fp8":
         args += ["--quantization", "fp8"]
+    if s.tool_call_parser is not None:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", s.tool_call_parser]
     return args
 
 

@@ -19,6 +19,7 @@ from .catalog import (
     get_model,
     instances,
     model_ids,
+    tool_call_parser,
 )
 from .ecs import ECS_RESERVED_MEMORY_MIB, check_task_resources, instance_registered_resources
 from .memory import (
@@ -69,6 +70,7 @@ __all__ = [
     "model_ids",
     "plan",
     "smallest_fitting",
+    "tool_call_parser",
     "valid_tensor_parallel_sizes",
     "weight_bytes",
 ]

@@ -147,14 +147,34 @@ def _load(name: str) -> Any:
     return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
+NOT_ARCHITECTURE = ("ids", "tool_call_parser")
+"""Catalog entry keys that describe how the model is served, not its shape."""
+
+
 @cache
 def _models() -> dict[str, ModelArchitecture]:
     by_id: dict[str, ModelArchitecture] = {}
     for entry in _load("models.json")["models"]:
-        figures = {k: v for k, v in entry.items() if k != "ids"}
+        figures = {k: v for k, v in entry.items() if k not in NOT_ARCHITECTURE}
         for hf_id in entry["ids"]:
             by_id[hf_id.lower()] = ModelArchitecture(hf_id=hf_id, **figures)
     return by_id
+
+
+@cache
+def _tool_call_parsers() -> dict[str, str]:
+    return {
+        hf_id.lower(): entry["tool_call_parser"]
+        for entry in _load("models.json")["models"]
+        if "tool_call_parser" in entry
+        for hf_id in entry["ids"]
+    }
+
+
+def tool_call_parser(hf_id: str) -> str | None:
+    """vLLM's ``--tool-call-parser`` for the family of ``hf_id``; None when the catalog knows none
+    (a model outside the catalog, or one without a tool-calling chat format)."""
+    return _tool_call_parsers().get(hf_id.lower())
 
 
 @cache
