@@ -19,23 +19,6 @@ from tools.local.cfn import Environment
 from tools.local.smoke import CHECKS
 from tools.local.template import read_task
 
-STAGE = "the front door sends the stage name to the backend, so every backend route 404s until its parameter mapping removes it (issue 11 point 2, branch h-edge)"
-RESPONSES = "POST /v1/responses is neither an API Gateway method nor a gateway route yet (issue 13 point 4, branches h-edge and h-gateway)"
-HEALTH = "llmhost smoke starts with GET /health, which the front door does not route: 403 Missing Authentication Token"
-# Checks that fail on this branch's templates, and why; the lead removes each when its fix is merged.
-EXPECTED_TO_FAIL: dict[str, str] = {
-    **{name: STAGE for name in CHECKS if name not in ("wrong_key", "missing_key", "burst_429", "responses", "responses_stream", "llmhost_smoke")},
-    "responses": RESPONSES,
-    "responses_stream": RESPONSES,
-    "llmhost_smoke": f"{HEALTH}; {STAGE}",
-}
-
-
-def _param(env: str, name: str) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=EXPECTED_TO_FAIL[name])] if name in EXPECTED_TO_FAIL else []
-    return pytest.param(env, name, id=f"{env}-{name}", marks=marks)
-
-
 # --------------------------------------------------------------------------- mutated templates
 
 
@@ -137,7 +120,7 @@ def test_broken_template_fails_local_check(
 
 # Every environment as synthesized (after the dev variants above, so the dev engine is reused; prod and
 # staging share one vLLM command line, so one engine serves both).
-@pytest.mark.parametrize("env,name", [_param(env, name) for env in ENVIRONMENTS for name in CHECKS])
+@pytest.mark.parametrize("env,name", [(env, name) for env in ENVIRONMENTS for name in CHECKS])
 def test_local_check(local_runner: Runner, cdk_out: Path, env: str, name: str) -> None:
     outcome = local_runner.run(cdk_out, env)[name]
     assert outcome.ok, outcome.detail

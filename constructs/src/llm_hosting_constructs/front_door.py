@@ -69,6 +69,9 @@ DEFAULT_ROUTES: tuple[Route, ...] = (
     Route("/v1/embeddings", "POST", streaming=False),
     Route("/v1/score", "POST", streaming=False),
     Route("/v1/rerank", "POST", streaming=False),
+    # The gateway's readiness (503 while its task cannot serve): what `llmhost smoke` and post-deploy
+    # pipelines call through the API. One task answers, the one the ALB picks.
+    Route("/health", "GET", streaming=False),
 )
 
 API_KEY_ID_HEADER = "x-llmhost-api-key-id"
