@@ -49,7 +49,7 @@ def test_only_the_declared_routes_exist(templates: dict, env: str) -> None:
     assert expected == {
         "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models", "POST /v1/chat", "POST /v1/chat/stream",
         "POST /v1/responses", "POST /tokenize", "POST /detokenize", "GET /version", "POST /v1/embeddings",
-        "POST /v1/score", "POST /v1/rerank",
+        "POST /v1/score", "POST /v1/rerank", "GET /health",
     }
     assert set(routes(api(templates, env))) == expected
 

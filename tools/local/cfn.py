@@ -102,11 +102,15 @@ class Environment:
         return {k: self.resolve(v, stack) for k, v in value.items()}
 
     def secret(self, ref: str) -> str:
-        """The whole string of the secret a resolved ``Ref`` names (what ECS puts in the container)."""
-        try:
+        """The whole string of the secret a resolved ``Ref`` names (what ECS puts in the container).
+
+        A secret the template names by ARN exists before the deploy (the HF token, created by the
+        operator): locally it gets a stand-in value, since the local engine never reaches the Hub."""
+        if ref in self.secret_values:
             return self.secret_values[ref]
-        except KeyError:
-            raise TemplateError(f"{ref} is not a Secrets Manager secret of environment {self.name!r}") from None
+        if ref.startswith("arn:") and ":secretsmanager:" in ref:
+            return f"local-stand-in-for-{ref.rsplit(':secret:', 1)[-1]}"
+        raise TemplateError(f"{ref} is not a Secrets Manager secret of environment {self.name!r}")
 
     def _secret_key(self, ref: str, key: str) -> str:
         value = self.secret(ref)
