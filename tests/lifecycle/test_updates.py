@@ -67,11 +67,6 @@ def test_model_revision_change_refills_the_cache(assembly: dict[str, Environment
     assert fillers & touched, f"{a.environment}: no cache filler changes with model.revision ({sorted(fillers)})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11.6: h-deploy moves the serving/api values to SSM; the model-cache security group is still"
-    " exported to serving there, so this keeps failing after that merge until it moves too",
-)
 def test_no_stack_imports_a_value_of_a_replaceable_resource(assembly: dict[str, Environment]) -> None:
     problems = []
     for name, env in assembly.items():
