@@ -279,4 +279,25 @@ def test_log_group_is_encrypted_and_only_it_may_use_the_key_through_logs(templat
     assert logs_statement["Principal"] == {"Service": f"logs.{CONFIG[env]['region']}.amazonaws.com"}
     ((operator, condition),) = logs_statement["Condition"].items()
     assert operator in ("ArnEquals", "ArnLike")
-    assert condition["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/aws/sagemaker/Endpoints/{name}")
+    # Every instance type's group of this endpoint (a type change keeps the old group): base name + "-*".
+    base = name.removesuffix("-" + sm(env)["instance_type"].removeprefix("ml.").replace(".", "-"))
+    assert base != name
+    assert condition["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/aws/sagemaker/Endpoints/{base}-*")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_log_group_of_a_replaced_endpoint_is_kept(templates: dict, env: str) -> None:
+    """SageMaker names the group after the endpoint, whose name ends in the instance type: a type change
+    replaces the group, and UpdateReplacePolicy Retain keeps the old endpoint's logs (issue 11.7)."""
+    group = stack(templates, env)["Resources"]["EndpointLogGroup15F89CA5"]
+    assert group["UpdateReplacePolicy"] == "Retain"
+    assert group["DeletionPolicy"] == ("Retain" if CONFIG[env]["retain_stateful"] else "Delete")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_scaling_policy_name_changes_with_the_endpoint(templates: dict, env: str) -> None:
+    """A new instance type replaces the scalable target and so the policy: CloudFormation cannot replace a
+    resource that keeps its custom name, so the policy's name carries the endpoint's."""
+    t = stack(templates, env)
+    name = only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"]
+    assert only(t, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]["PolicyName"].startswith(f"{name}-")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, CfnDeletionPolicy, CfnResource, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -106,6 +106,7 @@ class SageMakerEndpoint(Construct):
         startup_s, download_s = container_startup_timeout.to_seconds(), model_download_timeout.to_seconds()
         if not instance.is_sagemaker:
             raise ValueError(f"SageMakerEndpoint: instance_type {instance.name!r} is not a SageMaker type (ml.*)")
+        log_group_prefix = f"/aws/sagemaker/Endpoints/{endpoint_name}"
         if name_includes_instance_type:
             endpoint_name = f"{endpoint_name}-{instance_slug(instance.name)}"
         if not ENDPOINT_NAME.match(endpoint_name):
@@ -152,7 +153,13 @@ class SageMakerEndpoint(Construct):
             key_id="Key",
             key_description=f"SageMaker endpoint {endpoint_name}: logs, data capture, storage volume",
             log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+            # The key keeps decrypting the groups of earlier instance types' endpoints (kept below).
+            key_scope=f"{log_group_prefix}-*" if name_includes_instance_type else None,
         )
+        # SageMaker names the group after the endpoint, so a new instance type (a new endpoint name)
+        # replaces it: keep the old endpoint's logs, which expire with their retention.
+        group_resource: CfnResource = self.log_group.node.default_child  # type: ignore[assignment]
+        group_resource.cfn_options.update_replace_policy = CfnDeletionPolicy.RETAIN
 
         self.security_group = ec2.SecurityGroup(
             self,
