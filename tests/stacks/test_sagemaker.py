@@ -14,6 +14,7 @@ from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
 CONFIG = {env: yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+AUTO_DELETE_ROLE = "CustomS3AutoDeleteObjectsCustomResourceProviderRole3B1BD092"  # CDK's bucket emptier
 SM_ENVS = [env for env in ENVIRONMENTS if "sagemaker" in CONFIG[env].get("backends", [])]
 # Repository of each container's DLC in AWS's DLC account (763104351884), as SageMaker publishes them.
 REPOSITORY = {"tgi": "huggingface-pytorch-tgi-inference", "vllm": "huggingface-vllm", "lmi": "djl-inference"}
@@ -99,7 +100,7 @@ def test_weights_come_from_the_s3_prefix_with_network_isolation(templates: dict,
 
 @pytest.mark.parametrize("env", SM_ENVS)
 def test_execution_role_has_no_managed_policy_and_trusts_only_sagemaker(templates: dict, env: str) -> None:
-    role = only(stack(templates, env), "AWS::IAM::Role")["Properties"]
+    role = stack(templates, env)["Resources"]["EndpointExecutionRole626EC5D8"]["Properties"]
     assert "ManagedPolicyArns" not in role
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
@@ -218,7 +219,7 @@ def test_scalable_target_is_the_variants_instance_count(templates: dict, env: st
         "Fn::Join": ["", ["endpoint/", {"Fn::GetAtt": [endpoint_id, "EndpointName"]}, "/variant/AllTraffic"]]
     }
     assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in str(target["RoleARN"])
-    assert not resources(t, "AWS::IAM::Role").keys() - {"EndpointExecutionRole626EC5D8"}, "no extra scaling role"
+    assert not resources(t, "AWS::IAM::Role").keys() - {"EndpointExecutionRole626EC5D8", AUTO_DELETE_ROLE}, "no extra scaling role"
 
 
 @pytest.mark.parametrize("env", SM_ENVS)
@@ -301,3 +302,12 @@ def test_scaling_policy_name_changes_with_the_endpoint(templates: dict, env: str
     t = stack(templates, env)
     name = only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"]
     assert only(t, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]["PolicyName"].startswith(f"{name}-")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_buckets_deleted_with_the_environment_are_emptied_by_cdk(templates: dict, env: str) -> None:
+    t = stack(templates, env)
+    buckets = resources(t, "AWS::S3::Bucket")
+    emptied = {r["Properties"]["BucketName"]["Ref"] for r in resources(t, "Custom::S3AutoDeleteObjects").values()}
+    assert emptied == {k for k, b in buckets.items() if b["DeletionPolicy"] == "Delete"}
+    assert bool(emptied) == ("data_capture" in sm(env) and not CONFIG[env]["retain_stateful"])
