@@ -193,9 +193,10 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         api_key_id=FRONTDOOR_KEY_ID,
         alb_access_logs=cfg.ecs.alb_access_logs,
         removal_policy=_removal(cfg),
+        security_group_parameter_name=parameters.name(cfg.name, parameters.MODEL_CACHE_SECURITY_GROUP_ID),
         termination_protection=cfg.retain_stateful,
     )
-    return ServingStack(
+    serving = ServingStack(
         stage,
         outputs.SERVING,
         description=f"llm-hosting {cfg.name}: GPU cluster, vLLM + gateway service, internal ALB, pre-warm task",
@@ -208,6 +209,8 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
         # Serves production traffic: deleting it by mistake is an outage (issue 11.10).
         termination_protection=cfg.retain_stateful,
     )
+    serving.add_stack_dependency(cache, "reads the model cache's security group from an SSM parameter at deploy")
+    return serving
 
 
 def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:

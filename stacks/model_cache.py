@@ -35,6 +35,7 @@ class ModelCacheStack(Stack):
         api_key_id: str,
         alb_access_logs: bool,
         removal_policy: RemovalPolicy,
+        security_group_parameter_name: str,
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -46,6 +47,7 @@ class ModelCacheStack(Stack):
             throughput_mode=THROUGHPUT[throughput_mode],
             automatic_backups=automatic_backups,
             removal_policy=removal_policy,
+            security_group_parameter_name=security_group_parameter_name,
         )
         self.key = self.model_cache.key
         # The serving and pre-warm log groups are encrypted with this key too.

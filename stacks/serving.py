@@ -140,6 +140,19 @@ class ServingStack(Stack):
             log_removal_policy=removal_policy,
         )
         self.task_definition = task.task_definition
+        tenant_names = s.gateway_environment.get(contract.ENV_TENANT_NAMES_PARAMETER)
+        if tenant_names:
+            # Written by the api stack, which deploys after this one: the ARN is built from the name
+            # (a reference would make the stacks depend on each other both ways).
+            task.task_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ReadTenantNames",
+                    actions=["ssm:GetParameter"],
+                    resources=[
+                        self.format_arn(service="ssm", resource="parameter", resource_name=tenant_names.removeprefix("/"))
+                    ],
+                )
+            )
 
         alb = InternalAlb(
             self,

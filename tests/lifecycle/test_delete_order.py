@@ -3,10 +3,11 @@ references or DependsOn), CDK destroys stacks in reverse dependency order (docs/
 
 from __future__ import annotations
 
-import pytest
-
 from tests.lifecycle.facts import of_type, resource
 from tools.lifecycle import CUSTOM_TYPES, Environment, created_before, origins, stack_closure
+
+
+AUTO_DELETE = "Custom::S3AutoDeleteObjects"  # CDK's auto_delete_objects: empties the bucket on delete
 
 
 def _fmt(ref: tuple[str, str]) -> str:
@@ -58,17 +59,27 @@ def test_scale_in_protected_instances_do_not_block_the_delete(assembly: dict[str
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11.5: the SageMaker data-capture bucket is never emptied; not fixed on any branch yet")
 def test_buckets_deleted_with_the_environment_are_emptied_first(assembly: dict[str, Environment]) -> None:
-    """S3 refuses to delete a bucket that holds objects; a DeletionPolicy Delete bucket needs an
-    auto-delete custom resource (deleted before it) or the teardown fails."""
+    """S3 refuses to delete a bucket that holds objects (AWS: DeletionPolicy attribute, "For Amazon S3
+    buckets, you must delete all objects in the bucket for deletion to succeed"): a DeletionPolicy
+    Delete bucket needs CDK's auto-delete custom resource for that very bucket, deleted before it
+    (it depends on the bucket), or the teardown fails."""
     problems = []
+    checked = 0
     for name, env in assembly.items():
         for bucket in of_type(env, "AWS::S3::Bucket"):
             if resource(env, bucket).get("DeletionPolicy", "Delete") != "Delete":
                 continue
-            if not any(created_before(env, bucket, cr) for cr in of_type(env, *CUSTOM_TYPES)):
+            checked += 1
+            emptiers = [
+                cr
+                for cr in of_type(env, AUTO_DELETE)
+                if bucket in origins(env, cr[0], resource(env, cr)["Properties"].get("BucketName"))
+                and created_before(env, bucket, cr)
+            ]
+            if not emptiers:
                 problems.append(f"{name}: {_fmt(bucket)} is deleted with the environment but never emptied")
+    assert checked, "no environment deletes a bucket: nothing was checked"
     assert not problems, "\n".join(problems)
 
 

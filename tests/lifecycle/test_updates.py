@@ -13,13 +13,6 @@ from tests.lifecycle.changes import CHANGES, Applied
 from tests.lifecycle.facts import cache_fillers
 from tools.lifecycle import Environment, diff_environment, exporter, importers, origins, render
 
-# Defects other branches fix: the lead removes a mark when merging the branch (strict: an XPASS fails).
-FIXED_ELSEWHERE = {
-    "sagemaker-instance-type": (
-        "issue 11.7: h-deploy deploys a type change as a new endpoint, but the endpoint's log group is named"
-        " after it and is replaced with UpdateReplacePolicy Delete: fails until that log group is retained"
-    ),
-}
 # What a port, protocol, description or name change replaces (createOnlyProperties): an export of one
 # of these, imported by another stack, blocks that change ("Export ... cannot be updated as it is in use").
 REPLACEABLE_BEHIND_EXPORTS = (
@@ -31,20 +24,13 @@ REPLACEABLE_BEHIND_EXPORTS = (
 )
 
 
-def _params() -> list:
-    return [
-        pytest.param(c.name, marks=pytest.mark.xfail(strict=True, reason=FIXED_ELSEWHERE[c.name]))
-        if c.name in FIXED_ELSEWHERE
-        else c.name
-        for c in CHANGES
-    ]
 
 
 def test_at_least_ten_changes_are_exercised(applied: dict[str, Applied]) -> None:
     assert len(applied) >= 10 and set(applied) == {c.name for c in CHANGES}
 
 
-@pytest.mark.parametrize("change", _params())
+@pytest.mark.parametrize("change", [c.name for c in CHANGES])
 def test_config_change_updates_without_losing_state_or_breaking_exports(
     assembly: dict[str, Environment], applied: dict[str, Applied], change: str
 ) -> None:
@@ -67,11 +53,6 @@ def test_model_revision_change_refills_the_cache(assembly: dict[str, Environment
     assert fillers & touched, f"{a.environment}: no cache filler changes with model.revision ({sorted(fillers)})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11.6: h-deploy moves the serving/api values to SSM; the model-cache security group is still"
-    " exported to serving there, so this keeps failing after that merge until it moves too",
-)
 def test_no_stack_imports_a_value_of_a_replaceable_resource(assembly: dict[str, Environment]) -> None:
     problems = []
     for name, env in assembly.items():

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from llmhost import outputs
+from llmhost import outputs, parameters
 from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
@@ -88,7 +88,7 @@ def test_cache_security_group_admits_nfs_only_from_the_task_groups(templates: di
     rules = [
         r["Properties"]
         for r in resources(serving, "AWS::EC2::SecurityGroupIngress").values()
-        if "ModelCacheSecurityGroup" in json.dumps(r["Properties"]["GroupId"])
+        if r["Properties"]["GroupId"] == cache_group_in_serving(templates, env)
     ]
     assert {r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in rules} == {
         "ServingSecurityGroup82BE63AA",
@@ -170,3 +170,35 @@ def test_file_system_id_is_an_output(templates: dict, env: str) -> None:
     assert cache(templates, env)["Outputs"][outputs.MODEL_CACHE_FILE_SYSTEM_ID]["Value"] == {
         "Ref": "ModelCacheFileSystemC75099E4"
     }
+
+
+def cache_group_in_serving(templates: dict, env: str) -> dict:
+    """The serving stack's reference to the cache's security group: the template parameter that reads
+    it from SSM at deploy (an import would block replacing the group: issue 11.6)."""
+    name = parameters.name(env, parameters.MODEL_CACHE_SECURITY_GROUP_ID)
+    serving = templates[env][f"{env}-{outputs.SERVING}"]
+    (ref,) = [
+        k
+        for k, p in serving.get("Parameters", {}).items()
+        if p["Type"] == "AWS::SSM::Parameter::Value<String>" and p["Default"] == name
+    ]
+    return {"Ref": ref}
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_cache_security_group_reaches_serving_through_ssm_not_an_export(templates: dict, env: str) -> None:
+    published = {
+        r["Properties"]["Name"]: r["Properties"]["Value"] for r in resources(cache(templates, env), "AWS::SSM::Parameter").values()
+    }
+    name = parameters.name(env, parameters.MODEL_CACHE_SECURITY_GROUP_ID)
+    assert published[name] == {"Fn::GetAtt": ["ModelCacheSecurityGroup20732A76", "GroupId"]}
+    serving = templates[env][f"{env}-{outputs.SERVING}"]
+    assert "ModelCacheSecurityGroup" not in json.dumps(serving)
+    group = cache_group_in_serving(templates, env)
+    egress = [
+        e
+        for r in resources(serving, "AWS::EC2::SecurityGroup").values()
+        for e in r["Properties"].get("SecurityGroupEgress", [])
+        if e.get("DestinationSecurityGroupId") == group
+    ]
+    assert egress and all((e["FromPort"], e["ToPort"]) == (2049, 2049) for e in egress)  # groups without open egress

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -124,3 +127,22 @@ def test_gpu_metric_dimension_resolves_without_internet(templates: dict, env: st
     }
     region = CONFIG[env]["region"]
     assert {f"com.amazonaws.{region}.ec2", f"com.amazonaws.{region}.monitoring"} <= services
+
+
+def test_network_construct_calls_no_deprecated_cdk_api(tmp_path) -> None:
+    """`cdk synth` printed "CfnResource#removeDependency is deprecated" (removed in the next major
+    release): with JSII_DEPRECATED=fail the jsii runtime raises on any deprecated call instead."""
+    script = (
+        "import aws_cdk as cdk\n"
+        "from llm_hosting_constructs.network import PrivateNetwork\n"
+        "app = cdk.App(outdir=%r)\n"
+        "stack = cdk.Stack(app, 'n', env=cdk.Environment(account='111111111111', region='us-east-1'))\n"
+        "PrivateNetwork(stack, 'Network', cidr='10.0.0.0/16', availability_zones=['us-east-1a', 'us-east-1b'])\n"
+        "app.synth()\n"
+    ) % str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, "JSII_DEPRECATED": "fail"}, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    template = json.loads((tmp_path / "n.template.json").read_text())
+    assert any("VpcRestrictDefaultSG" in k for k in template["Resources"]), "the provider whose dependency is removed is not exercised"

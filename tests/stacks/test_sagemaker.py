@@ -14,6 +14,7 @@ from tests.cfn import CONFIG_DIR, ENVIRONMENTS, only, resources
 
 pytestmark = pytest.mark.synth
 CONFIG = {env: yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()) for env in ENVIRONMENTS}
+AUTO_DELETE_ROLE = "CustomS3AutoDeleteObjectsCustomResourceProviderRole3B1BD092"  # CDK's bucket emptier
 SM_ENVS = [env for env in ENVIRONMENTS if "sagemaker" in CONFIG[env].get("backends", [])]
 # Repository of each container's DLC in AWS's DLC account (763104351884), as SageMaker publishes them.
 REPOSITORY = {"tgi": "huggingface-pytorch-tgi-inference", "vllm": "huggingface-vllm", "lmi": "djl-inference"}
@@ -99,7 +100,7 @@ def test_weights_come_from_the_s3_prefix_with_network_isolation(templates: dict,
 
 @pytest.mark.parametrize("env", SM_ENVS)
 def test_execution_role_has_no_managed_policy_and_trusts_only_sagemaker(templates: dict, env: str) -> None:
-    role = only(stack(templates, env), "AWS::IAM::Role")["Properties"]
+    role = stack(templates, env)["Resources"]["EndpointExecutionRole626EC5D8"]["Properties"]
     assert "ManagedPolicyArns" not in role
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
@@ -218,7 +219,7 @@ def test_scalable_target_is_the_variants_instance_count(templates: dict, env: st
         "Fn::Join": ["", ["endpoint/", {"Fn::GetAtt": [endpoint_id, "EndpointName"]}, "/variant/AllTraffic"]]
     }
     assert "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint" in str(target["RoleARN"])
-    assert not resources(t, "AWS::IAM::Role").keys() - {"EndpointExecutionRole626EC5D8"}, "no extra scaling role"
+    assert not resources(t, "AWS::IAM::Role").keys() - {"EndpointExecutionRole626EC5D8", AUTO_DELETE_ROLE}, "no extra scaling role"
 
 
 @pytest.mark.parametrize("env", SM_ENVS)
@@ -279,4 +280,34 @@ def test_log_group_is_encrypted_and_only_it_may_use_the_key_through_logs(templat
     assert logs_statement["Principal"] == {"Service": f"logs.{CONFIG[env]['region']}.amazonaws.com"}
     ((operator, condition),) = logs_statement["Condition"].items()
     assert operator in ("ArnEquals", "ArnLike")
-    assert condition["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/aws/sagemaker/Endpoints/{name}")
+    # Every instance type's group of this endpoint (a type change keeps the old group): base name + "-*".
+    base = name.removesuffix("-" + sm(env)["instance_type"].removeprefix("ml.").replace(".", "-"))
+    assert base != name
+    assert condition["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/aws/sagemaker/Endpoints/{base}-*")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_log_group_of_a_replaced_endpoint_is_kept(templates: dict, env: str) -> None:
+    """SageMaker names the group after the endpoint, whose name ends in the instance type: a type change
+    replaces the group, and UpdateReplacePolicy Retain keeps the old endpoint's logs (issue 11.7)."""
+    group = stack(templates, env)["Resources"]["EndpointLogGroup15F89CA5"]
+    assert group["UpdateReplacePolicy"] == "Retain"
+    assert group["DeletionPolicy"] == ("Retain" if CONFIG[env]["retain_stateful"] else "Delete")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_scaling_policy_name_changes_with_the_endpoint(templates: dict, env: str) -> None:
+    """A new instance type replaces the scalable target and so the policy: CloudFormation cannot replace a
+    resource that keeps its custom name, so the policy's name carries the endpoint's."""
+    t = stack(templates, env)
+    name = only(t, "AWS::SageMaker::Endpoint")["Properties"]["EndpointName"]
+    assert only(t, "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"]["PolicyName"].startswith(f"{name}-")
+
+
+@pytest.mark.parametrize("env", SM_ENVS)
+def test_buckets_deleted_with_the_environment_are_emptied_by_cdk(templates: dict, env: str) -> None:
+    t = stack(templates, env)
+    buckets = resources(t, "AWS::S3::Bucket")
+    emptied = {r["Properties"]["BucketName"]["Ref"] for r in resources(t, "Custom::S3AutoDeleteObjects").values()}
+    assert emptied == {k for k, b in buckets.items() if b["DeletionPolicy"] == "Delete"}
+    assert bool(emptied) == ("data_capture" in sm(env) and not CONFIG[env]["retain_stateful"])

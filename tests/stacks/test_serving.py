@@ -287,11 +287,23 @@ def role_statements(t: dict, role_fragment: str) -> list[dict]:
 @pytest.mark.parametrize("env", ECS_ENVS)
 def test_task_role_only_mounts_the_cache_through_its_access_point(templates: dict, env: str) -> None:
     t = serving(templates, env)
-    (statement,) = role_statements(t, "InferenceTaskRole")
+    (statement,) = [s for s in role_statements(t, "InferenceTaskRole") if "elasticfilesystem" in json.dumps(s["Action"])]
     actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
     expected = {"elasticfilesystem:ClientMount"} | ({"elasticfilesystem:ClientWrite"} if not ecs_cfg(env).get("hf_hub_offline", True) else set())
     assert set(actions) == expected
     assert "elasticfilesystem:AccessPointArn" in statement["Condition"]["StringEquals"]
+
+
+@pytest.mark.parametrize("env", ECS_ENVS)
+def test_gateway_may_read_exactly_the_tenant_names_parameter(templates: dict, env: str) -> None:
+    """The gateway reads tenant names from the api stack's parameter (GATEWAY_TENANT_NAMES_PARAMETER) with
+    ssm:GetParameter; the api stack deploys later, so the ARN is built from the name, not referenced."""
+    t = serving(templates, env)
+    name = env_of(container(t, "gateway"))[contract.ENV_TENANT_NAMES_PARAMETER]
+    assert name == f"/llm-hosting/{env}/tenant-api-keys"
+    reads = [s for s in role_statements(t, "InferenceTaskRole") if "ssm:GetParameter" in json.dumps(s["Action"])]
+    assert len(reads) == 1 and reads[0]["Action"] == "ssm:GetParameter" and reads[0]["Effect"] == "Allow"
+    assert reads[0]["Resource"] == f"arn:aws:ssm:{CONFIG[env]['region']}:{CONFIG[env]['account']}:parameter{name}"
 
 
 @pytest.mark.parametrize("env", ECS_ENVS)

@@ -19,11 +19,13 @@ def encrypted_log_group(
     key_id: str = "LogKey",
     key_description: str = "Encrypts a log group",
     log_group_name: str | None = None,
+    key_scope: str | None = None,
 ) -> tuple[kms.IKey, logs.LogGroup]:
     """(key, log group) in `scope` under the ids `key_id` and `group_id`.
 
     A created key rotates and lets only CloudWatch Logs of this region use it, and only for log
-    groups of this account and region (`log_group_name`'s alone when the name is known).
+    groups of this account and region (`log_group_name`'s alone when the name is known; `key_scope`,
+    a log group name with wildcards, widens that to the groups the key must keep decrypting).
     """
     if key is None:
         stack = Stack.of(scope)
@@ -41,7 +43,7 @@ def encrypted_log_group(
                         "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
                             service="logs",
                             resource="log-group",
-                            resource_name=log_group_name or "*",
+                            resource_name=key_scope or log_group_name or "*",
                             arn_format=ArnFormat.COLON_RESOURCE_NAME,
                         )
                     }

@@ -8,6 +8,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 # POSIX identity every client of the cache writes as (enforced by the access point, whatever
@@ -28,7 +29,11 @@ class ModelCache(Construct):
     security groups added with :meth:`allow_from`, and ``RETAIN`` removal.
 
     ``existing_key`` encrypts with your key instead of creating one. ``automatic_backups``
-    turns on AWS Backup's default daily plan (prod).
+    turns on AWS Backup's default daily plan (prod). ``security_group_parameter_name`` writes
+    the security group's id to that SSM parameter, and a client in another stack then reads it
+    there at deploy instead of importing it: an export of a security group cannot change while
+    imported, so a replaced group would fail the update ("Export ... cannot be updated as it is
+    in use"). The client stack must then deploy after this one (an explicit stack dependency).
 
     Attributes: ``file_system``, ``access_point``, ``security_group``, ``key``, ``cache_path``
     (the access point's root), ``posix_uid``/``posix_gid``.
@@ -45,6 +50,7 @@ class ModelCache(Construct):
         throughput_mode: efs.ThroughputMode = efs.ThroughputMode.ELASTIC,
         automatic_backups: bool = False,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        security_group_parameter_name: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         if throughput_mode == efs.ThroughputMode.PROVISIONED:
@@ -64,6 +70,15 @@ class ModelCache(Construct):
             description="NFS to the model cache, only from the serving and pre-warm tasks",
             allow_all_outbound=False,
         )
+        self.security_group_parameter_name = security_group_parameter_name
+        if security_group_parameter_name is not None:
+            ssm.StringParameter(
+                self,
+                "SecurityGroupIdParameter",
+                parameter_name=security_group_parameter_name,
+                string_value=self.security_group.security_group_id,
+                description="Security group of the EFS model cache, read by its clients' stacks at deploy",
+            )
         self.file_system = efs.FileSystem(
             self,
             "FileSystem",
@@ -107,13 +122,17 @@ class ModelCache(Construct):
 
         The ingress rule is created in the peer's stack, so a client stack depends on the cache's
         stack and never the other way round (the cache stays deployable on its own). It sits at
-        that stack's top level: make the tasks that mount the cache depend on it.
+        that stack's top level: make the tasks that mount the cache depend on it. In another stack,
+        the cache's group id comes from ``security_group_parameter_name`` when set.
         """
         scope = Stack.of(peer)
+        group_id = self.security_group.security_group_id
+        if self.security_group_parameter_name is not None and scope is not Stack.of(self):
+            group_id = ssm.StringParameter.value_for_string_parameter(scope, self.security_group_parameter_name)
         ingress = ec2.CfnSecurityGroupIngress(
             scope,
             f"NfsFrom{Names.unique_id(peer)}",
-            group_id=self.security_group.security_group_id,
+            group_id=group_id,
             source_security_group_id=peer.security_group_id,
             ip_protocol="tcp",
             from_port=efs.FileSystem.DEFAULT_PORT,
@@ -121,7 +140,9 @@ class ModelCache(Construct):
             description=description,
         )
         if not peer.allow_all_outbound:
-            peer.add_egress_rule(self.security_group, ec2.Port.tcp(efs.FileSystem.DEFAULT_PORT), description)
+            peer.add_egress_rule(
+                ec2.Peer.security_group_id(group_id), ec2.Port.tcp(efs.FileSystem.DEFAULT_PORT), description
+            )
         return ingress
 
     def add_to_task(self, task_definition: ecs.TaskDefinition, *, write: bool, name: str = "hf-cache") -> str:

@@ -147,7 +147,7 @@ def _settle_default_group_provider(scope: Construct) -> None:
         return
     handler = provider.node.find_child("Handler")
     # Its GetAtt on the role already orders them; the explicit DependsOn is redundant (cfn-lint W3005).
-    handler.remove_dependency(provider.node.find_child("Role"))  # type: ignore[attr-defined]
+    handler.remove_resource_dependency(provider.node.find_child("Role"))  # type: ignore[attr-defined]
     reason = (
         "CDK's custom-resource handler that revokes the default security group's rules: it runs once per "
         "deploy, calls only the EC2 API, and holds no data"

@@ -82,6 +82,9 @@ class SageMakerVariantScaling(Construct):
         )
         self.target.scale_to_track_metric(
             "InvocationsPerInstance",
+            # Named after the endpoint: a new endpoint name (a new instance type) replaces the target and
+            # so this policy, and CloudFormation cannot replace a resource that keeps its custom name.
+            policy_name=f"{endpoint.endpoint_name}-{variant_name}-invocations" if endpoint.endpoint_name else None,
             predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
             target_value=target_invocations_per_instance,
             scale_in_cooldown=scale_in_cooldown,

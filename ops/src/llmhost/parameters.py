@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from .outputs import API, SERVING, STACKS
+from .outputs import API, MODEL_CACHE, SERVING, STACKS
 
 ROOT: Final = "/llm-hosting"
+
+# written by the model-cache stack
+MODEL_CACHE_SECURITY_GROUP_ID: Final = "security-group-id"
 
 # written by the serving stack
 ALB_ARN: Final = "alb-arn"
@@ -39,6 +42,7 @@ WRITER: Final[dict[str, str]] = {
         )
     },
     REST_API_ID: API,
+    MODEL_CACHE_SECURITY_GROUP_ID: MODEL_CACHE,
 }  # fmt: skip
 """Which stack writes each parameter."""
 
