@@ -34,6 +34,7 @@ from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
 from llm_hosting_constructs.signals import (
+    AffinityMetricNames,
     EcsServiceRef,
     GatewayMetricNames,
     LoadBalancerRef,
@@ -385,6 +386,17 @@ def build_monitoring(
                     in_flight=contract.METRIC_IN_FLIGHT,
                     prompt_tokens=contract.METRIC_PROMPT_TOKENS,
                     completion_tokens=contract.METRIC_COMPLETION_TOKENS,
+                    affinity=(
+                        AffinityMetricNames(
+                            forwarded=contract.METRIC_AFFINITY_FORWARDED,
+                            hit=contract.METRIC_AFFINITY_HIT,
+                            prefix_cache_hits=contract.METRIC_PREFIX_CACHE_HITS,
+                            prefix_cache_queries=contract.METRIC_PREFIX_CACHE_QUERIES,
+                            task_dimension=contract.DIMENSION_TASK,
+                        )
+                        if cfg.ecs is not None and cfg.ecs.affinity != "off"
+                        else None
+                    ),
                 )
                 if serving
                 else None

@@ -278,10 +278,11 @@ class EcsConfig(Strict):
     )
 
     affinity: Literal["off", "prefix", "conversation"] = Field(
-        "off",
+        "prefix",
         description="Conversation affinity: the gateways route each conversation to the task holding its prefix "
         "cache (prefix: hash of the messages through the first user turn; conversation: the x-conversation-id "
-        "header). Tasks find each other through Cloud Map DNS (docs/affinity.md).",
+        "header). Tasks find each other through Cloud Map DNS (docs/affinity.md). Default prefix: measured on CPU "
+        "and on an H200 (docs/affinity.md, Measured); needs max_capacity <= 8.",
     )
 
     @model_validator(mode="after")

@@ -70,6 +70,8 @@ INVALID = {
     "min-above-max": ({"ecs__min_capacity": 3, "ecs__desired_capacity": 3, "ecs__max_capacity": 2}, ["ecs", "min_capacity <= desired_capacity <= max_capacity"]),
     "desired-below-min": ({"ecs__min_capacity": 2, "ecs__desired_capacity": 1}, ["ecs", "1", "2"]),
     "affinity-beyond-eight-tasks": ({"ecs__affinity": "prefix", "ecs__max_capacity": 9}, ["ecs", "affinity: needs max_capacity <= 8", "at most eight tasks"]),
+    # ecs.affinity defaults to prefix: a larger service must say affinity: off, and the error says so.
+    "affinity-by-default-beyond-eight-tasks": ({"ecs__max_capacity": 9}, ["ecs", "affinity: needs max_capacity <= 8", "set affinity: off"]),
     "affinity-unknown": ({"ecs__affinity": "sticky"}, ["ecs.affinity", "'off'", "'prefix'", "'conversation'"]),
     "backend-section-missing": ({"backends": ["ecs", "sagemaker"]}, ["sagemaker", "section is missing"]),
     "backend-unknown": ({"backends": ["eks"]}, ["backends.0", "'ecs'", "'sagemaker'"]),

@@ -187,3 +187,19 @@ def test_dashboard_shows_tokens_per_tenant(templates: dict, env: str) -> None:
     for metric in (contract.METRIC_PROMPT_TOKENS, contract.METRIC_COMPLETION_TOKENS):
         (query,) = [q for q in tenant_searches if f'MetricName="{metric}"' in q]
         assert f'Namespace="{GW}"' in query and f'Service="llm-hosting-{env}' in query and "'Sum', 300" in query
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_dashboard_shows_affinity_where_it_is_on(templates: dict, env: str) -> None:
+    """Issue 15: forwarded / owner-hit shares and vLLM's prefix-cache hit rate, only where the gateways route by affinity."""
+    body = json.dumps(only(monitoring(templates, env), "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    on = CONFIG[env].ecs is not None and CONFIG[env].ecs.affinity != "off"
+    assert ("## Conversation affinity" in body) == on
+    for metric in (contract.METRIC_AFFINITY_FORWARDED, contract.METRIC_AFFINITY_HIT,
+                   contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES):
+        assert (f'\\"{metric}\\"' in body) == on, metric
+    if on:
+        assert "hits / queries" in body
+        searches = re.findall(r"SEARCH\(.*?\)", body.replace('\\\\\\"', '"'))
+        task_searches = [q for q in searches if f" {contract.DIMENSION_TASK}'" in q]
+        assert len(task_searches) == 2 and all(f'Service="llm-hosting-{env}' in q for q in task_searches)

@@ -4,6 +4,8 @@ Top to bottom: the alarm states, then four rows that follow a request's path:
 1. traffic and errors (is anything failing, and where: API, ALB, gateway),
 2. latency and time to first token,
 3. capacity and GPU (tasks, targets, GPU, queue),
+   with conversation affinity on, its own row (forwarded and owner-hit shares, vLLM's prefix-cache
+   hit rate over the service and the prefix-cache tokens per task),
 4. backends (SageMaker when deployed; ALB target response time otherwise).
 """
 
@@ -46,9 +48,10 @@ class OnCallDashboard(Construct):
             "Traffic and errors": [],
             "Latency and time to first token": [],
             "Capacity and GPU": [],
+            "Conversation affinity": [],
             "Backends": [],
         }
-        traffic, latency, capacity, backends = rows.values()
+        traffic, latency, capacity, affinity, backends = rows.values()
         if s.api is not None:
             traffic.append(_graph("API requests and 4XX", [s.api_requests(), s.api_4xx()]))
             traffic.append(_graph("API 5XX rate", [s.api_5xx_rate()]))
@@ -73,6 +76,17 @@ class OnCallDashboard(Construct):
             traffic.append(_graph("Tokens per tenant (5 min): prompt / completion",
                                   [s.tenant_tokens(s.gateway.prompt_tokens)],
                                   [s.tenant_tokens(s.gateway.completion_tokens)]))
+        if s.gateway is not None and s.gateway.affinity is not None:
+            share = cloudwatch.YAxisProps(min=0, max=1)
+            affinity.append(_graph("Affinity: forwarded share / served by owner share",
+                                   [s.affinity_forwarded_share(), s.affinity_hit_share()], left_y_axis=share))
+            affinity.append(_graph("vLLM prefix-cache hit rate (prompt tokens from cache / looked up)",
+                                   [s.prefix_cache_hit_rate()], left_y_axis=share))
+            # Per task as two token series: metric math divides single series, not one search's
+            # array of series by another's, so the per-task ratio is read off these two.
+            affinity.append(_graph("Prefix-cache tokens per task (5 min): looked up / from cache",
+                                   [s.prefix_cache_tokens_per_task(s.gateway.affinity.prefix_cache_queries)],
+                                   [s.prefix_cache_tokens_per_task(s.gateway.affinity.prefix_cache_hits)]))
         if s.ecs is not None:
             capacity.append(_graph("ECS tasks running / desired", [s.running_tasks(), s.desired_tasks()]))
         if s.gpu_utilization is not None:

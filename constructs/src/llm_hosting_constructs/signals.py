@@ -18,7 +18,10 @@ Sources, per signal:
 * GPU utilization of the ECS hosts: the CloudWatch agent's `nvidia_gpu` collector (Container
   Insights for ECS has no GPU metrics); see `llm_hosting_constructs.gpu_metrics`.
 * The gateway's EMF metrics (namespace, names and the Service + Model dimensions come from the
-  gateway contract; pass them in `GatewayMetricNames`).
+  gateway contract; pass them in `GatewayMetricNames`). With conversation affinity on
+  (`AffinityMetricNames`): AffinityForwarded and AffinityHit (0/1 per request that had an
+  affinity key, so their Averages are shares) and vLLM's prefix-cache counters as deltas in prompt
+  tokens, PrefixCacheHits and PrefixCacheQueries, per service and per task (dimension Task).
 * SageMaker (`AWS/SageMaker`: ModelLatency in microseconds, Invocation5XXErrors;
   `/aws/sagemaker/Endpoints`: GPUUtilization, 0..100 x GPUs per instance).
 """
@@ -64,6 +67,18 @@ class EcsServiceRef:
 
 
 @dataclass(frozen=True)
+class AffinityMetricNames:
+    """The gateway's conversation-affinity metrics (docs/affinity.md): fill from the gateway contract."""
+
+    forwarded: str
+    hit: str
+    prefix_cache_hits: str
+    prefix_cache_queries: str
+    task_dimension: str
+    """The dimension whose value is the task (ip:port) on the prefix-cache metrics."""
+
+
+@dataclass(frozen=True)
 class GatewayMetricNames:
     """The gateway's EMF metrics: fill from `containers/gateway/app/core/contract.py`."""
 
@@ -79,6 +94,8 @@ class GatewayMetricNames:
     completion_tokens: str = "CompletionTokens"
     tenant_dimension: str = "Tenant"
     """The dimension whose value is the tenant (API key's tenant name) on the token metrics."""
+    affinity: AffinityMetricNames | None = None
+    """Only where the gateways route by affinity (ecs.affinity not off): they emit these metrics."""
 
 
 @dataclass(frozen=True)
@@ -222,19 +239,51 @@ class ServiceSignals:
         assert self.gateway is not None
         return self._gw(self.gateway.in_flight, "Maximum", ONE_MINUTE)
 
-    def tenant_tokens(self, metric_name: str) -> cloudwatch.SearchExpression:
-        """`metric_name` (Sum per 5 min) of each tenant: a search, so a tenant added later shows up.
-
-        Matches the gateway's metrics with this deployment's dimension values (`dimensions`) that
-        also carry the tenant dimension, one series per tenant."""
+    def _gw_search(self, metric_name: str, dimension: str) -> cloudwatch.SearchExpression:
+        """`metric_name` (Sum per 5 min) for each value of `dimension`: a search, so a value that
+        appears later (a new tenant, a new task) shows up. Matches the gateway's metrics with this
+        deployment's dimension values (`dimensions`) that also carry `dimension`."""
         assert self.gateway is not None
         terms = " ".join(f'{k}="{v}"' for k, v in self.gateway.dimensions.items())
         return cloudwatch.SearchExpression(
             expression=f"SEARCH('Namespace=\"{self.gateway.namespace}\" MetricName=\"{metric_name}\" {terms} "
-            f"{self.gateway.tenant_dimension}', 'Sum', 300)",
+            f"{dimension}', 'Sum', 300)",
             label="",
             period=FIVE_MINUTES,
         )
+
+    def tenant_tokens(self, metric_name: str) -> cloudwatch.SearchExpression:
+        """`metric_name` (Sum per 5 min) of each tenant, one series per tenant."""
+        assert self.gateway is not None
+        return self._gw_search(metric_name, self.gateway.tenant_dimension)
+
+    # --- conversation affinity (gateway EMF) ---------------------------------------------------
+    def _affinity(self) -> AffinityMetricNames:
+        assert self.gateway is not None and self.gateway.affinity is not None
+        return self.gateway.affinity
+
+    def affinity_forwarded_share(self) -> cloudwatch.Metric:
+        """Share of keyed requests served by their owner task through a forward: about (N-1)/N of N tasks."""
+        return self._gw(self._affinity().forwarded, "Average")
+
+    def affinity_hit_share(self) -> cloudwatch.Metric:
+        """Share of keyed requests served by their owner (here or forwarded); the rest fell back."""
+        return self._gw(self._affinity().hit, "Average")
+
+    def prefix_cache_hit_rate(self) -> cloudwatch.MathExpression:
+        """vLLM's prefix-cache hit rate over the service: prompt tokens served from cache / looked up."""
+        a = self._affinity()
+        return cloudwatch.MathExpression(
+            expression="hits / queries",
+            using_metrics={"hits": self._gw(a.prefix_cache_hits, "Sum"),
+                           "queries": self._gw(a.prefix_cache_queries, "Sum")},  # fmt: skip
+            label="prefix-cache hit rate (service)",
+            period=FIVE_MINUTES,
+        )
+
+    def prefix_cache_tokens_per_task(self, metric_name: str) -> cloudwatch.SearchExpression:
+        """`metric_name` (PrefixCacheHits or PrefixCacheQueries, Sum per 5 min) per task."""
+        return self._gw_search(metric_name, self._affinity().task_dimension)
 
     # --- SageMaker -----------------------------------------------------------------------------
     def _sm(self, namespace: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
