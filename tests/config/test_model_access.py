@@ -61,7 +61,9 @@ def test_public_model_needs_no_token(tmp_path: Path) -> None:
 
 def test_custom_architecture_marked_gated_is_checked_too(tmp_path: Path) -> None:
     arch = {"parameters": 7_000_000_000, "layers": 32, "attention_heads": 32, "kv_heads": 8, "head_dim": 128, "gated": True}
-    data = variant(ecs__hf_token_secret_name=..., model__id="acme/private-7b", model__architecture=arch)
+    data = variant(
+        ecs__hf_token_secret_name=..., model__id="acme/private-7b", model__architecture=arch, model__tool_call_parser="none"
+    )
     with pytest.raises(ConfigError, match="ecs.hf_token_secret_name: acme/private-7b is gated"):
         load_environment(write(tmp_path, data))
 

@@ -12,10 +12,10 @@ import subprocess
 import pytest
 import yaml
 
-from config.schema import CONFIG_DIR, load_all
+from config.schema import load_all
 from containers.gateway.app.core import contract
 from llmhost import outputs
-from tests.cfn import ENVIRONMENTS, ROOT, cdk_synth, only, resources
+from tests.cfn import CONFIG_DIR, ENVIRONMENTS, ROOT, cdk_synth, only, resources
 from tests.gates.test_checkov import run_checkov
 
 pytestmark = pytest.mark.synth

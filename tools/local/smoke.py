@@ -40,9 +40,10 @@ MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris
 STRUCTURED_MAX_TOKENS = 64
 """Room for the structured answers (``{"city": "Lima"}`` and the like) to close."""
 GREEDY = 0.0
-"""Temperature of the structured checks: the random weights then give the same answer on every run of
-one engine command line (vLLM-CPU does not hold a named tool call's arguments to their schema, so a
-sampled answer could run a number past max_tokens and leave no parsable call; docs/local.md)."""
+"""Temperature of the named tool calls: the random weights then give the same answer on every run of one
+engine command line (vLLM-CPU does not hold a named call's arguments to their schema, so a sampled answer
+could run a number past max_tokens and leave no parsable call; docs/local.md). Not for json_schema:
+greedy there repeats whitespace until max_tokens."""
 
 
 def tenant_key(ep: Endpoint) -> str:
@@ -167,7 +168,7 @@ def tool_named_stream(ep: Endpoint) -> str:
 def json_schema(ep: Endpoint) -> str:
     schema = WEATHER_TOOL["function"]["parameters"]
     r = client(ep).chat.completions.create(
-        model=ep.served_model, messages=MESSAGES, max_tokens=STRUCTURED_MAX_TOKENS, temperature=GREEDY,
+        model=ep.served_model, messages=MESSAGES, max_tokens=STRUCTURED_MAX_TOKENS,
         response_format={"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}},
     )  # fmt: skip
     content = r.choices[0].message.content or ""
@@ -233,7 +234,8 @@ def disconnect(ep: Endpoint) -> str:
                 if i % 20 == 0 and _running(ep) >= 1:
                     seen_running = True
                     break
-                assert time.monotonic() - t_open < 5.0, "vLLM showed no running request in 5 s of streaming"
+                # A precondition, not the measure (that is the 1 s below): generous for a loaded 2-core machine.
+                assert time.monotonic() - t_open < 15.0, "vLLM showed no running request in 15 s of streaming"
             assert seen_running, "the stream ended before vLLM showed it running"
         # leaving the block closes the connection mid-stream
     t0 = time.monotonic()
