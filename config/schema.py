@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
+from llm_hosting_constructs.inference_service import DEFAULT_QUEUE_DEPTH_THRESHOLD, DEFAULT_REQUESTS_PER_TARGET
 from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.sizing import (
@@ -231,10 +232,10 @@ class EcsConfig(Strict):
         900, ge=600, le=1200, description="Time a new task gets to load the model before health checks count."
     )
     scale_requests_per_target: int = Field(
-        300, ge=1, le=100_000, description="Target tracking: ALB requests per task per minute."
+        DEFAULT_REQUESTS_PER_TARGET, ge=1, le=100_000, description="Target tracking: ALB requests per task per minute."
     )
     scale_queue_depth: int = Field(
-        8, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
+        DEFAULT_QUEUE_DEPTH_THRESHOLD, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
     )
     shed_queue_depth: int = Field(
         256,
