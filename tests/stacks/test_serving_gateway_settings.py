@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from app import serving_settings
+from app import FRONTDOOR_KEY_ID, serving_settings
 from config.schema import CONFIG_DIR, load_environment
 from containers.gateway.app.core import contract
 from containers.gateway.app.core.config import Settings
-from llm_hosting_constructs.serving_secrets import FRONTDOOR_KEY_ID
 
 DEV = load_environment(CONFIG_DIR / "dev.yaml")
 
