@@ -30,7 +30,6 @@ from config.schema import (
 )
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import gpu_metrics, sagemaker_container
-from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
 from llm_hosting_constructs.inference_service import OffHours
 from llm_hosting_constructs.signals import (
@@ -412,7 +411,7 @@ def build_monitoring(
         settings=MonitoringSettings(
             alarm_emails=list(cfg.monitoring.alarm_emails),
             name_prefix=f"llm-hosting-{cfg.name}",
-            thresholds=AlarmThresholds(**cfg.monitoring.thresholds.model_dump()),
+            thresholds=cfg.monitoring.thresholds,
             min_healthy_hosts=cfg.ecs.min_capacity if cfg.ecs else 0,
             scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
         ),
