@@ -31,7 +31,6 @@ from config.schema import (
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import gpu_metrics, sagemaker_container
 from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
-from llm_hosting_constructs.inference_service import OffHours
 from llm_hosting_constructs.signals import (
     EcsServiceRef,
     GatewayMetricNames,
@@ -138,7 +137,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         health_check_grace_period_s=ecs.health_check_grace_period_seconds,
         requests_per_target=ecs.scale_requests_per_target,
         queue_depth_threshold=ecs.scale_queue_depth,
-        off_hours=OffHours(ecs.off_hours.scale_down_cron, ecs.off_hours.scale_up_cron) if ecs.off_hours else None,
+        off_hours=ecs.off_hours,
         metrics_service_name=service_name,
         gateway_environment={
             contract.ENV_UPSTREAM_URL: contract.DEFAULT_UPSTREAM_URL,
@@ -261,7 +260,7 @@ def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:
         rollback_latency_p99_ms=thresholds.sagemaker_model_latency_p99_ms,
         bake_s=sm.rollback_bake_seconds,
         log_retention=RETENTION[sm.log_retention_days],
-        off_hours_crons=(sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron) if sm.off_hours else None,
+        off_hours=sm.off_hours,
     )
 
 

@@ -26,8 +26,10 @@ from pydantic import (
 from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
 from llm_hosting_constructs.inference_service import DEFAULT_QUEUE_DEPTH_THRESHOLD, DEFAULT_REQUESTS_PER_TARGET
+from llm_hosting_constructs.sagemaker_autoscaling import EndpointOffHours
 from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
+from llm_hosting_constructs.schedule import OffHours
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
     SizingError,
@@ -108,88 +110,6 @@ class ModelConfig(Strict):
     )
 
 
-# AWS cron as EventBridge and Application Auto Scaling read it ("Cron expressions reference",
-# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cron-expressions.html): six fields,
-# these ranges, and exactly one of day-of-month / day-of-week is `?`. The ECS schedule also becomes
-# an Auto Scaling group recurrence (5-field Unix cron, no year), so L, W, # and a year are not offered.
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minutes", 0, 59, ()),
-    ("hours", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
-    ("day-of-week", 1, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
-    ("year", 1970, 2199, ()),
-)
-_CRON_SHAPE = "AWS cron 'minutes hours day-of-month month day-of-week year' in UTC, e.g. '0 19 ? * MON-FRI *'"
-
-
-def _cron_value(token: str, low: int, high: int, names: tuple[str, ...]) -> int | None:
-    if token.upper() in names:
-        return names.index(token.upper()) + low
-    return int(token) if token.isdigit() and low <= int(token) <= high else None
-
-
-def _cron_field_problem(value: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
-    allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-    if value in ("*", "?"):
-        return None if value == "*" or name in ("day-of-month", "day-of-week") else f"{name} cannot be '?'"
-    for item in value.split(","):
-        base, slash, step = item.partition("/")
-        if slash and not (step.isdigit() and int(step) >= 1 and name != "day-of-week"):
-            return f"{name} '{item}': a step is '/N' with N >= 1 (not in day-of-week)"
-        if base == "*" and slash:
-            continue
-        start, dash, end = base.partition("-")
-        first, last = _cron_value(start, low, high, names), _cron_value(end, low, high, names) if dash else None
-        if first is None or (dash and last is None):
-            special = " (L, W and # are not supported here)" if set(item.upper()) & set("LW#") else ""
-            return f"{name} '{item}' is outside {allowed}{special}"
-        if last is not None and last < first:
-            return f"{name} range '{base}' runs backwards; write it lowest first"
-    return None
-
-
-def aws_cron_problem(expression: str) -> str | None:
-    """Why EventBridge / Application Auto Scaling would reject `expression` (None when valid)."""
-    fields = expression.split()
-    if len(fields) != 6:
-        return f"'{expression}' has {len(fields)} fields, needs 6: {_CRON_SHAPE}"
-    for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        problem = _cron_field_problem(value, name, low, high, names)
-        if problem:
-            return f"'{expression}': {problem}; {_CRON_SHAPE}"
-    if (fields[2] == "?") == (fields[4] == "?"):
-        return (
-            f"'{expression}': exactly one of day-of-month and day-of-week must be '?' (AWS rejects both or neither),"
-            " e.g. '0 19 ? * MON-FRI *' or '0 19 1 * ? *'"
-        )
-    if fields[5] != "*":
-        return f"'{expression}': year must be '*' (the schedule repeats; an Auto Scaling group recurrence has no year)"
-    return None
-
-
-class ScheduleConfig(Strict):
-    """Scale to zero outside business hours (non-prod). Cron fields in UTC."""
-
-    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale to zero.")
-    scale_up_cron: str = Field("0 7 ? * MON-FRI *", description="When to scale back to min capacity.")
-
-    @field_validator("scale_down_cron", "scale_up_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        problem = aws_cron_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-class SageMakerScheduleConfig(ScheduleConfig):
-    """Down to one instance outside business hours (non-prod): a real-time endpoint without
-    inference components cannot scale to zero. Cron fields in UTC."""
-
-    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale down to 1 instance.")
-
-
 class EcsConfig(Strict):
     """vLLM on ECS GPU instances, with the gateway beside it."""
 
@@ -220,7 +140,7 @@ class EcsConfig(Strict):
         "first deploy; needed for a gated model unless model_s3_uri is set. Unset: no token is sent.",
     )
     efs_throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode.")
-    off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
+    off_hours: OffHours | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
     hf_hub_offline: bool = Field(
         True,
         description="Serve only from the pre-warmed EFS cache (HF_HUB_OFFLINE=1, cache mounted read-only). "
@@ -346,7 +266,7 @@ class SageMakerConfig(Strict):
     )
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600, description="Wait after a scale-in.")
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600, description="Wait after a scale-out.")
-    off_hours: SageMakerScheduleConfig | None = Field(
+    off_hours: EndpointOffHours | None = Field(
         None, description="Non-prod only: down to 1 instance at night (real-time endpoints cannot scale to 0)."
     )
     rollback_bake_seconds: int = Field(

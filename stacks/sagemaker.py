@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -14,6 +13,7 @@ from constructs import Construct
 
 from llm_hosting_constructs.sagemaker_autoscaling import SageMakerVariantScaling
 from llm_hosting_constructs.sagemaker_endpoint import SageMakerEndpoint
+from llm_hosting_constructs.schedule import OffHours
 from llmhost import outputs
 
 
@@ -42,8 +42,7 @@ class SageMakerSettings:
     rollback_latency_p99_ms: int
     bake_s: int
     log_retention: logs.RetentionDays
-    off_hours_crons: tuple[str, str] | None = field(default=None)
-    """(scale_down_cron, scale_up_cron), 6-field cron expressions in UTC."""
+    off_hours: OffHours | None = None
 
 
 class SageMakerStack(Stack):
@@ -98,8 +97,7 @@ class SageMakerStack(Stack):
             target_invocations_per_instance=s.target_invocations_per_instance,
             scale_in_cooldown=Duration.seconds(s.scale_in_cooldown_s),
             scale_out_cooldown=Duration.seconds(s.scale_out_cooldown_s),
-            scale_down_schedule=appscaling.Schedule.expression(f"cron({s.off_hours_crons[0]})") if s.off_hours_crons else None,
-            scale_up_schedule=appscaling.Schedule.expression(f"cron({s.off_hours_crons[1]})") if s.off_hours_crons else None,
+            off_hours=s.off_hours,
         )
         self.endpoint_name = self.endpoint.endpoint_name
         self.variant_name = self.endpoint.variant_name

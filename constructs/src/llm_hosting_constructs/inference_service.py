@@ -17,6 +17,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from .inference_task import GATEWAY_CONTAINER
+from .schedule import OffHours
 
 MIN_GRACE = Duration.seconds(600)
 MAX_GRACE = Duration.seconds(1200)
@@ -33,14 +34,6 @@ class QueueDepthMetric:
     namespace: str
     metric_name: str
     dimensions: dict[str, str]
-
-
-@dataclass(frozen=True)
-class OffHours:
-    """Scale to zero at ``scale_down_cron`` and back at ``scale_up_cron`` (AWS 6-field cron, UTC)."""
-
-    scale_down_cron: str
-    scale_up_cron: str
 
 
 class InferenceService(Construct):
