@@ -31,16 +31,16 @@ class SageMakerSettings:
     model_data_s3_uri: str | None
     model_data_kms_key_arn: str | None
     volume_kms_key_arn: str | None
-    container_startup_timeout_s: int
-    model_download_timeout_s: int
+    container_startup_timeout_seconds: int
+    model_download_timeout_seconds: int
     data_capture_percent: int | None
     data_capture_retention_days: int
     target_invocations_per_instance: int
-    scale_in_cooldown_s: int
-    scale_out_cooldown_s: int
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
     rollback_5xx_errors: int
     rollback_latency_p99_ms: int
-    bake_s: int
+    rollback_bake_seconds: int
     log_retention: logs.RetentionDays
     off_hours: OffHours | None = None
 
@@ -76,14 +76,14 @@ class SageMakerStack(Stack):
             subnets=subnets,
             model_data_s3_uri=s.model_data_s3_uri,
             model_data_kms_key_arn=s.model_data_kms_key_arn,
-            container_startup_timeout=Duration.seconds(s.container_startup_timeout_s),
-            model_download_timeout=Duration.seconds(s.model_download_timeout_s),
+            container_startup_timeout=Duration.seconds(s.container_startup_timeout_seconds),
+            model_download_timeout=Duration.seconds(s.model_download_timeout_seconds),
             volume_kms_key=volume_key,
             data_capture_percent=s.data_capture_percent,
             data_capture_retention=Duration.days(s.data_capture_retention_days),
             rollback_5xx_errors=s.rollback_5xx_errors,
             rollback_latency_p99=Duration.millis(s.rollback_latency_p99_ms),
-            bake_time=Duration.seconds(s.bake_s),
+            rollback_bake_time=Duration.seconds(s.rollback_bake_seconds),
             log_retention=s.log_retention,
             removal_policy=removal_policy,
         )
@@ -95,8 +95,8 @@ class SageMakerStack(Stack):
             min_capacity=s.min_capacity,
             max_capacity=s.max_capacity,
             target_invocations_per_instance=s.target_invocations_per_instance,
-            scale_in_cooldown=Duration.seconds(s.scale_in_cooldown_s),
-            scale_out_cooldown=Duration.seconds(s.scale_out_cooldown_s),
+            scale_in_cooldown=Duration.seconds(s.scale_in_cooldown_seconds),
+            scale_out_cooldown=Duration.seconds(s.scale_out_cooldown_seconds),
             off_hours=s.off_hours,
         )
         self.endpoint_name = self.endpoint.endpoint_name
