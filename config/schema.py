@@ -25,6 +25,7 @@ from pydantic import (
 
 from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
+from llm_hosting_constructs.front_door import tenants_problem
 from llm_hosting_constructs.inference_service import DEFAULT_QUEUE_DEPTH_THRESHOLD, DEFAULT_REQUESTS_PER_TARGET
 from llm_hosting_constructs.sagemaker_autoscaling import EndpointOffHours
 from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
@@ -360,15 +361,9 @@ class ApiConfig(Strict):
 
     @model_validator(mode="after")
     def _tenants(self) -> ApiConfig:
-        names = [t.name for t in self.tenants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"tenant names must be unique; duplicated: {', '.join(dupes)}")
-        for t in self.tenants:
-            if t.rate_limit > self.rate_limit:
-                raise ValueError(
-                    f"tenant {t.name!r} rate_limit {t.rate_limit} exceeds the API's rate_limit {self.rate_limit}"
-                )
+        problem = tenants_problem(self.tenants, self.rate_limit)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
