@@ -28,7 +28,11 @@ from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
 from llm_hosting_constructs.front_door import tenants_problem
 from llm_hosting_constructs.inference_service import DEFAULT_QUEUE_DEPTH_THRESHOLD, DEFAULT_REQUESTS_PER_TARGET
 from llm_hosting_constructs.sagemaker_autoscaling import EndpointOffHours
-from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
+from llm_hosting_constructs.sagemaker_container import (
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_VERSIONS,
+    volume_kms_key_problem,
+)
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
 from llm_hosting_constructs.schedule import OffHours
 from llm_hosting_constructs.sizing import (
@@ -249,7 +253,9 @@ class SageMakerConfig(Strict):
         None, ge=1, description="Tokens prefilled per batch (TGI MAX_BATCH_PREFILL_TOKENS, vLLM/LMI max_num_batched_tokens); "
         "default model.max_model_len."
     )
-    max_concurrent_requests: int = Field(128, ge=1, le=1024, description="Requests one instance serves at once.")
+    max_concurrent_requests: int = Field(
+        DEFAULT_MAX_CONCURRENT_REQUESTS, ge=1, le=1024, description="Requests one instance serves at once."
+    )
     container_startup_timeout_seconds: int = Field(
         1800, ge=60, le=3600, description="Time the container has to pass its health check (model load)."
     )

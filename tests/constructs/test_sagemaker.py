@@ -321,3 +321,10 @@ def test_off_hours_schedule_is_validated_where_it_is_built() -> None:
     (target,) = actions.values()
     schedules = {a["ScheduledActionName"]: a for a in target["Properties"]["ScheduledActions"]}
     assert {a["Schedule"] for a in schedules.values()} == {"cron(0 19 ? * MON-FRI *)", "cron(0 7 ? * MON-FRI *)"}
+
+
+def test_container_environment_needs_only_the_model_its_name_and_length() -> None:
+    env = container_environment("tgi", model=MODEL_DIR, served_name="m", max_model_len=8192)
+    # Three quarters of the context for the prompt, a whole prompt per prefill batch (TGI's rule holds).
+    assert env["MAX_INPUT_TOKENS"] == "6144" and env["MAX_BATCH_PREFILL_TOKENS"] == "8192"
+    assert env["SM_NUM_GPUS"] == "1" and env["MAX_CONCURRENT_REQUESTS"] == "128" and "DTYPE" not in env
