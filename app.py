@@ -30,9 +30,7 @@ from config.schema import (
 )
 from containers.gateway.app.core import contract
 from llm_hosting_constructs import gpu_metrics, sagemaker_container
-from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.front_door import TENANT_KEY_MAP_PARAMETER, TenantPlan
-from llm_hosting_constructs.inference_service import OffHours
 from llm_hosting_constructs.signals import (
     AffinityMetricNames,
     EcsServiceRef,
@@ -44,11 +42,11 @@ from llm_hosting_constructs.signals import (
 from llm_hosting_constructs.sizing import get_instance
 from llm_hosting_constructs.vllm import VllmSettings
 from llmhost import outputs, parameters
-from stacks.api import AlbBackend, ApiStack
+from stacks.api import AlbBackend, ApiSettings, ApiStack
 from stacks.compliance import acknowledge_regulated_packs
 from stacks.model_cache import ModelCacheStack
-from stacks.monitoring import MonitoringStack
-from stacks.network import NetworkStack
+from stacks.monitoring import MonitoringSettings, MonitoringStack
+from stacks.network import NetworkSettings, NetworkStack
 from stacks.sagemaker import SageMakerSettings, SageMakerStack
 from stacks.serving import ServingSettings, ServingStack
 
@@ -80,10 +78,12 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
         stage,
         outputs.NETWORK,
         description=f"llm-hosting {cfg.name}: VPC, flow logs, VPC endpoints",
-        cidr=cfg.network.cidr,
-        availability_zones=cfg.availability_zones,
-        nat_gateways=cfg.network.nat_gateways,
-        flow_log_retention=RETENTION[cfg.network.flow_log_retention_days],
+        settings=NetworkSettings(
+            cidr=cfg.network.cidr,
+            availability_zones=cfg.availability_zones,
+            nat_gateways=cfg.network.nat_gateways,
+            flow_log_retention=RETENTION[cfg.network.flow_log_retention_days],
+        ),
         removal_policy=_removal(cfg),
         termination_protection=cfg.retain_stateful,
     )
@@ -140,7 +140,7 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         health_check_grace_period_s=ecs.health_check_grace_period_seconds,
         requests_per_target=ecs.scale_requests_per_target,
         queue_depth_threshold=ecs.scale_queue_depth,
-        off_hours=OffHours(ecs.off_hours.scale_down_cron, ecs.off_hours.scale_up_cron) if ecs.off_hours else None,
+        off_hours=ecs.off_hours,
         metrics_service_name=service_name,
         gateway_environment={
             contract.ENV_UPSTREAM_URL: contract.DEFAULT_UPSTREAM_URL,
@@ -255,18 +255,18 @@ def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:
         model_data_s3_uri=sm.model_data_s3_uri,
         model_data_kms_key_arn=sm.model_data_kms_key_arn,
         volume_kms_key_arn=sm.volume_kms_key_arn,
-        container_startup_timeout_s=sm.container_startup_timeout_seconds,
-        model_download_timeout_s=sm.model_download_timeout_seconds,
+        container_startup_timeout_seconds=sm.container_startup_timeout_seconds,
+        model_download_timeout_seconds=sm.model_download_timeout_seconds,
         data_capture_percent=sm.data_capture.sampling_percentage if sm.data_capture else None,
         data_capture_retention_days=sm.data_capture.retention_days if sm.data_capture else 30,
         target_invocations_per_instance=sm.target_invocations_per_instance,
-        scale_in_cooldown_s=sm.scale_in_cooldown_seconds,
-        scale_out_cooldown_s=sm.scale_out_cooldown_seconds,
+        scale_in_cooldown_seconds=sm.scale_in_cooldown_seconds,
+        scale_out_cooldown_seconds=sm.scale_out_cooldown_seconds,
         rollback_5xx_errors=thresholds.sagemaker_5xx,
         rollback_latency_p99_ms=thresholds.sagemaker_model_latency_p99_ms,
-        bake_s=sm.rollback_bake_seconds,
+        rollback_bake_seconds=sm.rollback_bake_seconds,
         log_retention=RETENTION[sm.log_retention_days],
-        off_hours_crons=(sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron) if sm.off_hours else None,
+        off_hours=sm.off_hours,
     )
 
 
@@ -286,24 +286,10 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
     )
 
 
-def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, serving: ServingStack) -> ApiStack:
-    """The public front door: REST API -> VPC link v2 -> the serving stack's internal ALB."""
+def api_settings(cfg: EnvironmentConfig) -> ApiSettings:
+    """Config -> settings of the API stack."""
     domain = cfg.api.custom_domain
-    api = ApiStack(
-        stage,
-        outputs.API,
-        description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
-        backend=AlbBackend(
-            load_balancer_arn_parameter=parameters.name(cfg.name, parameters.ALB_ARN),
-            dns_name_parameter=parameters.name(cfg.name, parameters.ALB_DNS_NAME),
-            security_group_id_parameter=parameters.name(cfg.name, parameters.ALB_SECURITY_GROUP_ID),
-            frontdoor_security_group_id_parameter=parameters.name(cfg.name, parameters.FRONTDOOR_SECURITY_GROUP_ID),
-            port=int(serving.listener.port),
-            https=serving.listener.protocol == elbv2.ApplicationProtocol.HTTPS,
-        ),
-        environment=cfg.name,
+    return ApiSettings(
         tenants=[
             TenantPlan(
                 name=t.name,
@@ -318,11 +304,9 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         stage_name=cfg.name,
         rate_limit=cfg.api.rate_limit,
         burst_limit=cfg.api.burst_limit,
-        stream_timeout=cdk.Duration.seconds(cfg.api.stream_timeout_seconds),
+        stream_timeout_seconds=cfg.api.stream_timeout_seconds,
         access_log_retention=RETENTION[cfg.api.access_log_retention_days],
         waf_rate_limit=cfg.api.waf_rate_limit if cfg.api.waf_enabled else None,
-        removal_policy=_removal(cfg),
-        backend_key_secret=serving.gateway_api_keys_secret,
         backend_key_field=FRONTDOOR_KEY_ID,
         domain_name=domain.domain_name if domain else None,
         certificate_arn=domain.certificate_arn if domain else None,
@@ -330,6 +314,29 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         hosted_zone_name=domain.hosted_zone_name if domain else None,
         tenant_key_map_parameter_name=TENANT_KEY_MAP_PARAMETER.format(env=cfg.name),
         backend_host=cfg.ecs.tls_host_name if cfg.ecs else None,
+    )
+
+
+def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, serving: ServingStack) -> ApiStack:
+    """The public front door: REST API -> VPC link v2 -> the serving stack's internal ALB."""
+    api = ApiStack(
+        stage,
+        outputs.API,
+        description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        backend=AlbBackend(
+            load_balancer_arn_parameter=parameters.name(cfg.name, parameters.ALB_ARN),
+            dns_name_parameter=parameters.name(cfg.name, parameters.ALB_DNS_NAME),
+            security_group_id_parameter=parameters.name(cfg.name, parameters.ALB_SECURITY_GROUP_ID),
+            frontdoor_security_group_id_parameter=parameters.name(cfg.name, parameters.FRONTDOOR_SECURITY_GROUP_ID),
+            port=int(serving.listener.port),
+            https=serving.listener.protocol == elbv2.ApplicationProtocol.HTTPS,
+        ),
+        backend_key_secret=serving.gateway_api_keys_secret,
+        settings=api_settings(cfg),
+        environment=cfg.name,
+        removal_policy=_removal(cfg),
         # The tenants' API keys live here: deleting the stack invalidates every key (issue 11.10).
         termination_protection=cfg.retain_stateful,
     )
@@ -417,11 +424,13 @@ def build_monitoring(
         outputs.MONITORING,
         description=f"llm-hosting {cfg.name}: alarms, paging composite alarm, on-call dashboard",
         signals=signals,
-        alarm_emails=list(cfg.monitoring.alarm_emails),
-        name_prefix=f"llm-hosting-{cfg.name}",
-        thresholds=AlarmThresholds(**cfg.monitoring.thresholds.model_dump()),
-        min_healthy_hosts=cfg.ecs.min_capacity if cfg.ecs else 0,
-        scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
+        settings=MonitoringSettings(
+            alarm_emails=list(cfg.monitoring.alarm_emails),
+            name_prefix=f"llm-hosting-{cfg.name}",
+            thresholds=cfg.monitoring.thresholds,
+            min_healthy_hosts=cfg.ecs.min_capacity if cfg.ecs else 0,
+            scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
+        ),
         removal_policy=_removal(cfg),
     )
     # No references between the stacks any more: the deploy order is explicit.

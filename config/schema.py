@@ -23,9 +23,18 @@ from pydantic import (
     model_validator,
 )
 
+from llm_hosting_constructs.alarms import AlarmThresholds
 from llm_hosting_constructs.aws_names import S3_PREFIX_PATTERN, ecr_registry
-from llm_hosting_constructs.sagemaker_container import DEFAULT_VERSIONS, volume_kms_key_problem
+from llm_hosting_constructs.front_door import tenants_problem
+from llm_hosting_constructs.inference_service import DEFAULT_QUEUE_DEPTH_THRESHOLD, DEFAULT_REQUESTS_PER_TARGET
+from llm_hosting_constructs.sagemaker_autoscaling import EndpointOffHours
+from llm_hosting_constructs.sagemaker_container import (
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_VERSIONS,
+    volume_kms_key_problem,
+)
 from llm_hosting_constructs.sagemaker_container import image_uri as container_image_uri
+from llm_hosting_constructs.schedule import OffHours
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
     SizingError,
@@ -130,88 +139,6 @@ class ModelConfig(Strict):
         return None if chosen == TOOL_CALLING_OFF else chosen
 
 
-# AWS cron as EventBridge and Application Auto Scaling read it ("Cron expressions reference",
-# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cron-expressions.html): six fields,
-# these ranges, and exactly one of day-of-month / day-of-week is `?`. The ECS schedule also becomes
-# an Auto Scaling group recurrence (5-field Unix cron, no year), so L, W, # and a year are not offered.
-_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
-    ("minutes", 0, 59, ()),
-    ("hours", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
-    ("day-of-week", 1, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
-    ("year", 1970, 2199, ()),
-)
-_CRON_SHAPE = "AWS cron 'minutes hours day-of-month month day-of-week year' in UTC, e.g. '0 19 ? * MON-FRI *'"
-
-
-def _cron_value(token: str, low: int, high: int, names: tuple[str, ...]) -> int | None:
-    if token.upper() in names:
-        return names.index(token.upper()) + low
-    return int(token) if token.isdigit() and low <= int(token) <= high else None
-
-
-def _cron_field_problem(value: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
-    allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
-    if value in ("*", "?"):
-        return None if value == "*" or name in ("day-of-month", "day-of-week") else f"{name} cannot be '?'"
-    for item in value.split(","):
-        base, slash, step = item.partition("/")
-        if slash and not (step.isdigit() and int(step) >= 1 and name != "day-of-week"):
-            return f"{name} '{item}': a step is '/N' with N >= 1 (not in day-of-week)"
-        if base == "*" and slash:
-            continue
-        start, dash, end = base.partition("-")
-        first, last = _cron_value(start, low, high, names), _cron_value(end, low, high, names) if dash else None
-        if first is None or (dash and last is None):
-            special = " (L, W and # are not supported here)" if set(item.upper()) & set("LW#") else ""
-            return f"{name} '{item}' is outside {allowed}{special}"
-        if last is not None and last < first:
-            return f"{name} range '{base}' runs backwards; write it lowest first"
-    return None
-
-
-def aws_cron_problem(expression: str) -> str | None:
-    """Why EventBridge / Application Auto Scaling would reject `expression` (None when valid)."""
-    fields = expression.split()
-    if len(fields) != 6:
-        return f"'{expression}' has {len(fields)} fields, needs 6: {_CRON_SHAPE}"
-    for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        problem = _cron_field_problem(value, name, low, high, names)
-        if problem:
-            return f"'{expression}': {problem}; {_CRON_SHAPE}"
-    if (fields[2] == "?") == (fields[4] == "?"):
-        return (
-            f"'{expression}': exactly one of day-of-month and day-of-week must be '?' (AWS rejects both or neither),"
-            " e.g. '0 19 ? * MON-FRI *' or '0 19 1 * ? *'"
-        )
-    if fields[5] != "*":
-        return f"'{expression}': year must be '*' (the schedule repeats; an Auto Scaling group recurrence has no year)"
-    return None
-
-
-class ScheduleConfig(Strict):
-    """Scale to zero outside business hours (non-prod). Cron fields in UTC."""
-
-    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale to zero.")
-    scale_up_cron: str = Field("0 7 ? * MON-FRI *", description="When to scale back to min capacity.")
-
-    @field_validator("scale_down_cron", "scale_up_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        problem = aws_cron_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-class SageMakerScheduleConfig(ScheduleConfig):
-    """Down to one instance outside business hours (non-prod): a real-time endpoint without
-    inference components cannot scale to zero. Cron fields in UTC."""
-
-    scale_down_cron: str = Field("0 19 ? * MON-FRI *", description="When to scale down to 1 instance.")
-
-
 class EcsConfig(Strict):
     """vLLM on ECS GPU instances, with the gateway beside it."""
 
@@ -242,7 +169,7 @@ class EcsConfig(Strict):
         "first deploy; needed for a gated model unless model_s3_uri is set. Unset: no token is sent.",
     )
     efs_throughput_mode: Literal["elastic", "bursting"] = Field("elastic", description="EFS throughput mode.")
-    off_hours: ScheduleConfig | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
+    off_hours: OffHours | None = Field(None, description="Scale to zero at night (non-prod only); unset = always on.")
     hf_hub_offline: bool = Field(
         True,
         description="Serve only from the pre-warmed EFS cache (HF_HUB_OFFLINE=1, cache mounted read-only). "
@@ -255,10 +182,10 @@ class EcsConfig(Strict):
         900, ge=600, le=1200, description="Time a new task gets to load the model before health checks count."
     )
     scale_requests_per_target: int = Field(
-        300, ge=1, le=100_000, description="Target tracking: ALB requests per task per minute."
+        DEFAULT_REQUESTS_PER_TARGET, ge=1, le=100_000, description="Target tracking: ALB requests per task per minute."
     )
     scale_queue_depth: int = Field(
-        8, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
+        DEFAULT_QUEUE_DEPTH_THRESHOLD, ge=1, le=1024, description="Step scaling: add a task when vLLM's waiting queue averages this deep (x4: two)."
     )
     shed_queue_depth: int = Field(
         256,
@@ -351,7 +278,9 @@ class SageMakerConfig(Strict):
         None, ge=1, description="Tokens prefilled per batch (TGI MAX_BATCH_PREFILL_TOKENS, vLLM/LMI max_num_batched_tokens); "
         "default model.max_model_len."
     )
-    max_concurrent_requests: int = Field(128, ge=1, le=1024, description="Requests one instance serves at once.")
+    max_concurrent_requests: int = Field(
+        DEFAULT_MAX_CONCURRENT_REQUESTS, ge=1, le=1024, description="Requests one instance serves at once."
+    )
     container_startup_timeout_seconds: int = Field(
         1800, ge=60, le=3600, description="Time the container has to pass its health check (model load)."
     )
@@ -369,7 +298,7 @@ class SageMakerConfig(Strict):
     )
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600, description="Wait after a scale-in.")
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600, description="Wait after a scale-out.")
-    off_hours: SageMakerScheduleConfig | None = Field(
+    off_hours: EndpointOffHours | None = Field(
         None, description="Non-prod only: down to 1 instance at night (real-time endpoints cannot scale to 0)."
     )
     rollback_bake_seconds: int = Field(
@@ -463,45 +392,10 @@ class ApiConfig(Strict):
 
     @model_validator(mode="after")
     def _tenants(self) -> ApiConfig:
-        names = [t.name for t in self.tenants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"tenant names must be unique; duplicated: {', '.join(dupes)}")
-        for t in self.tenants:
-            if t.rate_limit > self.rate_limit:
-                raise ValueError(
-                    f"tenant {t.name!r} rate_limit {t.rate_limit} exceeds the API's rate_limit {self.rate_limit}"
-                )
+        problem = tenants_problem(self.tenants, self.rate_limit)
+        if problem:
+            raise ValueError(problem)
         return self
-
-
-class AlarmThresholds(Strict):
-    """Alarm thresholds. Each alarm's period and missing-data rule are in docs/api-and-monitoring.md."""
-
-    api_5xx_rate: float = Field(0.05, gt=0, le=1, description="API 5XX responses / requests (0.05 = 5 %), per 5 min.")
-    api_latency_p99_ms: int = Field(
-        20_000, gt=0, le=29_000, description="p99 latency of the buffered routes (they stop at 29 s), ms."
-    )
-    api_throttled_requests: int = Field(100, gt=0, description="429 responses of the API per 5 minutes.")
-    alb_target_5xx: int = Field(20, gt=0, description="5XX answered by the targets (gateway) per 5 minutes.")
-    alb_elb_5xx: int = Field(10, gt=0, description="5XX generated by the ALB itself (502/503/504) per 5 minutes.")
-    unhealthy_hosts: int = Field(0, ge=0, description="Alarm when UnHealthyHostCount stays above this.")
-    tasks_below_desired_minutes: int = Field(
-        20, ge=5, le=60, description="How long running tasks may stay below desired (model load takes minutes)."
-    )
-    gpu_utilization_percent: float = Field(
-        95, gt=0, le=100, description="Average GPU utilization of the serving hosts, sustained 15 minutes."
-    )
-    ttft_p95_ms: int = Field(5_000, gt=0, description="Gateway time to first token, p95, ms.")
-    gateway_error_rate: float = Field(0.05, gt=0, le=1, description="Gateway Errors / Requests (0.05 = 5 %).")
-    queue_depth: int = Field(
-        32, gt=0, description="Requests waiting in vLLM (gateway QueueDepth, maximum), sustained 10 minutes."
-    )
-    sagemaker_model_latency_p99_ms: int = Field(60_000, gt=0, description="SageMaker ModelLatency p99, ms.")
-    sagemaker_5xx: int = Field(5, gt=0, description="SageMaker Invocation5XXErrors per 5 minutes.")
-    sagemaker_gpu_utilization_percent: float = Field(
-        95, gt=0, le=100, description="SageMaker GPUUtilization per GPU (scaled by the GPUs per instance)."
-    )
 
 
 class MonitoringConfig(Strict):

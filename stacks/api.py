@@ -35,11 +35,37 @@ class AlbBackend:
     https: bool
 
 
-class ApiStack(Stack):
-    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `waf_rate_limit` is set) in front of `backend`.
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything app.py derives from the config for this stack (``api:`` and ``ecs.tls_host_name``).
 
-    `backend_key_secret` (+ `backend_key_field`, a JSON key of it) is the gateway's key for the front
-    door: sent as the backend's Authorization header on every route.
+    ``backend_key_field`` is the JSON key of the gateway's keys secret whose value the front door
+    sends as its bearer key; ``domain_name`` + ``certificate_arn`` (+ the hosted zone) add a custom
+    domain; ``waf_rate_limit`` None means no WAF.
+    """
+
+    tenants: Sequence[TenantPlan]
+    api_name: str
+    stage_name: str
+    rate_limit: float
+    burst_limit: int
+    stream_timeout_seconds: int
+    access_log_retention: logs.RetentionDays
+    waf_rate_limit: int | None
+    backend_key_field: str | None = None
+    domain_name: str | None = None
+    certificate_arn: str | None = None
+    hosted_zone_id: str | None = None
+    hosted_zone_name: str | None = None
+    tenant_key_map_parameter_name: str | None = None
+    backend_host: str | None = None
+
+
+class ApiStack(Stack):
+    """Composes `LlmFrontDoor` (+ `RegionalWebAcl` when `settings.waf_rate_limit` is set) in front of `backend`.
+
+    `backend_key_secret` (+ `settings.backend_key_field`, a JSON key of it) is the gateway's key for the
+    front door: sent as the backend's Authorization header on every route.
     """
 
     def __init__(
@@ -50,39 +76,26 @@ class ApiStack(Stack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         backend: AlbBackend,
-        tenants: Sequence[TenantPlan],
+        backend_key_secret: secretsmanager.ISecret | None,
+        settings: ApiSettings,
         environment: str,
-        api_name: str,
-        stage_name: str,
-        rate_limit: float,
-        burst_limit: int,
-        stream_timeout: Duration,
-        access_log_retention: logs.RetentionDays,
-        waf_rate_limit: int | None,
         removal_policy: RemovalPolicy,
-        backend_key_secret: secretsmanager.ISecret | None = None,
-        backend_key_field: str | None = None,
-        domain_name: str | None = None,
-        certificate_arn: str | None = None,
-        hosted_zone_id: str | None = None,
-        hosted_zone_name: str | None = None,
-        tenant_key_map_parameter_name: str | None = None,
-        backend_host: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        s = settings
         custom_domain = None
-        if domain_name and certificate_arn:
+        if s.domain_name and s.certificate_arn:
             zone = (
                 route53.HostedZone.from_hosted_zone_attributes(
-                    self, "Zone", hosted_zone_id=hosted_zone_id, zone_name=hosted_zone_name
+                    self, "Zone", hosted_zone_id=s.hosted_zone_id, zone_name=s.hosted_zone_name
                 )
-                if hosted_zone_id and hosted_zone_name
+                if s.hosted_zone_id and s.hosted_zone_name
                 else None
             )
             custom_domain = CustomDomainProps(
-                domain_name=domain_name,
-                certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
+                domain_name=s.domain_name,
+                certificate=acm.Certificate.from_certificate_arn(self, "Certificate", s.certificate_arn),
                 hosted_zone=zone,
             )
 
@@ -96,7 +109,7 @@ class ApiStack(Stack):
             load_balancer_arn=read(backend.load_balancer_arn_parameter),
             # With a TLS host name the front door calls that name, so the ALB's DNS name is never read
             # (an unused SSM-typed template parameter would be cfn-lint W2001).
-            load_balancer_dns_name=read(backend.dns_name_parameter) if backend_host is None else None,
+            load_balancer_dns_name=read(backend.dns_name_parameter) if s.backend_host is None else None,
             security_group_id=alb_security_group_id,
             security_group_allows_all_outbound=False,
         )
@@ -111,30 +124,30 @@ class ApiStack(Stack):
             load_balancer=load_balancer,
             backend_protocol="https" if backend.https else "http",
             backend_port=backend.port,
-            backend_host=backend_host,
-            tenants=tenants,
-            api_name=api_name,
-            stage_name=stage_name,
-            rate_limit=rate_limit,
-            burst_limit=burst_limit,
-            stream_timeout=stream_timeout,
-            access_log_retention=access_log_retention,
+            backend_host=s.backend_host,
+            tenants=s.tenants,
+            api_name=s.api_name,
+            stage_name=s.stage_name,
+            rate_limit=s.rate_limit,
+            burst_limit=s.burst_limit,
+            stream_timeout=Duration.seconds(s.stream_timeout_seconds),
+            access_log_retention=s.access_log_retention,
             custom_domain=custom_domain,
             removal_policy=removal_policy,
-            tenant_key_map_parameter_name=tenant_key_map_parameter_name,
+            tenant_key_map_parameter_name=s.tenant_key_map_parameter_name,
             backend_bearer=(
-                SecretValue.secrets_manager(backend_key_secret.secret_arn, json_field=backend_key_field)
+                SecretValue.secrets_manager(backend_key_secret.secret_arn, json_field=s.backend_key_field)
                 if backend_key_secret is not None
                 else None
             ),
         )
         self.waf: RegionalWebAcl | None = None
-        if waf_rate_limit is not None:
+        if s.waf_rate_limit is not None:
             self.waf = RegionalWebAcl(
                 self,
                 "Waf",
-                rate_limit=waf_rate_limit,
-                log_retention=access_log_retention,
+                rate_limit=s.waf_rate_limit,
+                log_retention=s.access_log_retention,
                 removal_policy=removal_policy,
             )
             self.waf.associate("StageAssociation", self.front_door.stage.stage_arn)

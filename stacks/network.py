@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_logs as logs
@@ -11,16 +12,25 @@ from constructs import Construct
 from llm_hosting_constructs.network import PrivateNetwork
 
 
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Everything app.py derives from the config for this stack (``network:``, ``availability_zones``)."""
+
+    cidr: str
+    availability_zones: Sequence[str]
+    nat_gateways: int
+    flow_log_retention: logs.RetentionDays
+
+
 class NetworkStack(Stack):
+    """Composes `PrivateNetwork`; exposes ``vpc`` and ``workload_subnets`` to the other stacks."""
+
     def __init__(
         self,
         scope: Construct,
         id_: str,
         *,
-        cidr: str,
-        availability_zones: Sequence[str],
-        nat_gateways: int,
-        flow_log_retention: logs.RetentionDays,
+        settings: NetworkSettings,
         removal_policy: RemovalPolicy,
         **kwargs,
     ) -> None:
@@ -28,10 +38,10 @@ class NetworkStack(Stack):
         self.network = PrivateNetwork(
             self,
             "Network",
-            cidr=cidr,
-            availability_zones=availability_zones,
-            nat_gateways=nat_gateways,
-            flow_log_retention=flow_log_retention,
+            cidr=settings.cidr,
+            availability_zones=settings.availability_zones,
+            nat_gateways=settings.nat_gateways,
+            flow_log_retention=settings.flow_log_retention,
             removal_policy=removal_policy,
         )
         self.vpc = self.network.vpc

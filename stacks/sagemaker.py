@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -14,6 +13,7 @@ from constructs import Construct
 
 from llm_hosting_constructs.sagemaker_autoscaling import SageMakerVariantScaling
 from llm_hosting_constructs.sagemaker_endpoint import SageMakerEndpoint
+from llm_hosting_constructs.schedule import OffHours
 from llmhost import outputs
 
 
@@ -31,19 +31,18 @@ class SageMakerSettings:
     model_data_s3_uri: str | None
     model_data_kms_key_arn: str | None
     volume_kms_key_arn: str | None
-    container_startup_timeout_s: int
-    model_download_timeout_s: int
+    container_startup_timeout_seconds: int
+    model_download_timeout_seconds: int
     data_capture_percent: int | None
     data_capture_retention_days: int
     target_invocations_per_instance: int
-    scale_in_cooldown_s: int
-    scale_out_cooldown_s: int
+    scale_in_cooldown_seconds: int
+    scale_out_cooldown_seconds: int
     rollback_5xx_errors: int
     rollback_latency_p99_ms: int
-    bake_s: int
+    rollback_bake_seconds: int
     log_retention: logs.RetentionDays
-    off_hours_crons: tuple[str, str] | None = field(default=None)
-    """(scale_down_cron, scale_up_cron), 6-field cron expressions in UTC."""
+    off_hours: OffHours | None = None
 
 
 class SageMakerStack(Stack):
@@ -77,14 +76,14 @@ class SageMakerStack(Stack):
             subnets=subnets,
             model_data_s3_uri=s.model_data_s3_uri,
             model_data_kms_key_arn=s.model_data_kms_key_arn,
-            container_startup_timeout=Duration.seconds(s.container_startup_timeout_s),
-            model_download_timeout=Duration.seconds(s.model_download_timeout_s),
+            container_startup_timeout=Duration.seconds(s.container_startup_timeout_seconds),
+            model_download_timeout=Duration.seconds(s.model_download_timeout_seconds),
             volume_kms_key=volume_key,
             data_capture_percent=s.data_capture_percent,
             data_capture_retention=Duration.days(s.data_capture_retention_days),
             rollback_5xx_errors=s.rollback_5xx_errors,
             rollback_latency_p99=Duration.millis(s.rollback_latency_p99_ms),
-            bake_time=Duration.seconds(s.bake_s),
+            rollback_bake_time=Duration.seconds(s.rollback_bake_seconds),
             log_retention=s.log_retention,
             removal_policy=removal_policy,
         )
@@ -96,10 +95,9 @@ class SageMakerStack(Stack):
             min_capacity=s.min_capacity,
             max_capacity=s.max_capacity,
             target_invocations_per_instance=s.target_invocations_per_instance,
-            scale_in_cooldown=Duration.seconds(s.scale_in_cooldown_s),
-            scale_out_cooldown=Duration.seconds(s.scale_out_cooldown_s),
-            scale_down_schedule=appscaling.Schedule.expression(f"cron({s.off_hours_crons[0]})") if s.off_hours_crons else None,
-            scale_up_schedule=appscaling.Schedule.expression(f"cron({s.off_hours_crons[1]})") if s.off_hours_crons else None,
+            scale_in_cooldown=Duration.seconds(s.scale_in_cooldown_seconds),
+            scale_out_cooldown=Duration.seconds(s.scale_out_cooldown_seconds),
+            off_hours=s.off_hours,
         )
         self.endpoint_name = self.endpoint.endpoint_name
         self.variant_name = self.endpoint.variant_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import aws_cdk as cdk
+import pydantic
 import pytest
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
@@ -158,3 +159,14 @@ def test_a_gpu_metric_that_never_arrives_fires_while_tasks_run(template: dict) -
     assert stats["gpu"]["Metric"]["MetricName"] == gpu_metrics.UTILIZATION
     assert stats["running"]["Period"] == stats["gpu"]["Period"] == 300
     assert (blind["Threshold"], blind["ComparisonOperator"], blind["EvaluationPeriods"]) == (1, "GreaterThanOrEqualToThreshold", 3)
+
+
+@pytest.mark.parametrize("field,value", [("api_5xx_rate", 1.5), ("tasks_below_desired_minutes", 2), ("ttft_p95_ms", 0)])
+def test_thresholds_reject_out_of_range_values(field: str, value: float) -> None:
+    with pytest.raises(pydantic.ValidationError, match=field):
+        AlarmThresholds(**{field: value})
+
+
+def test_thresholds_reject_unknown_fields() -> None:
+    with pytest.raises(pydantic.ValidationError, match="queue_dept"):
+        AlarmThresholds(queue_dept=3)  # type: ignore[call-arg]

@@ -179,7 +179,7 @@ def test_custom_domain_with_alias_record() -> None:
     "change,message",
     [
         ({"tenants": []}, "at least one tenant"),
-        ({"tenants": [TenantPlan("a", 1, 1), TenantPlan("a", 1, 1)]}, "unique"),
+        ({"tenants": [TenantPlan("a", 1, 1), TenantPlan("a", 1, 1)]}, "^LlmFrontDoor: tenant names must be unique; duplicated: a$"),
         ({"tenants": [TenantPlan("a", 100, 1)]}, "exceeds"),
         ({"routes": [Route("/v1/x/", "GET", False)]}, "route paths"),
         ({"stream_timeout": cdk.Duration.minutes(20)}, "stream_timeout"),

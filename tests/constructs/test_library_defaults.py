@@ -3,19 +3,29 @@ defaults, a GPU cluster that synthesizes without credentials, and instance types
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import pkgutil
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk.assertions import Annotations, Match, Template
+from constructs import Construct
+
+import llm_hosting_constructs
 
 from llm_hosting_constructs import assets
+from llm_hosting_constructs.affinity import GatewayAffinity
 from llm_hosting_constructs.gateway import contract
 from llm_hosting_constructs.gpu_cluster import GPU_AMI_PARAMETER, GpuCluster
+from llm_hosting_constructs.inference_service import InferenceService, QueueDepthMetric
 from llm_hosting_constructs.inference_task import InferenceTask
+from llm_hosting_constructs.internal_alb import InternalAlb
 from llm_hosting_constructs.prewarm import ModelPrewarm
 from llm_hosting_constructs.sizing import InstanceType, SizingError, check, get_model, plan
 from tests.cfn import ROOT
@@ -142,3 +152,112 @@ def test_an_unknown_instance_type_can_be_described() -> None:
 def test_describe_rejects_nonsense() -> None:
     with pytest.raises(SizingError, match="must be >= 1"):
         InstanceType.describe("x.large", gpu_count=0, gpu_memory_gib=24, vcpus=4, memory_gib=16)
+
+
+# --------------------------------------------------------------------------- few required props
+
+
+def public_constructs() -> list[type[Construct]]:
+    found = []
+    for info in pkgutil.walk_packages(llm_hosting_constructs.__path__, f"{llm_hosting_constructs.__name__}."):
+        module = importlib.import_module(info.name)
+        found += [
+            c for name, c in vars(module).items()
+            if inspect.isclass(c) and issubclass(c, Construct) and c.__module__ == module.__name__
+            and not name.startswith("_")
+        ]  # fmt: skip
+    return found
+
+
+def test_every_public_construct_takes_at_most_six_required_props() -> None:
+    constructs = public_constructs()
+    assert {"InferenceService", "InferenceTask", "ModelPrewarm", "SageMakerEndpoint"} <= {c.__name__ for c in constructs}
+    required = {}
+    for construct in constructs:
+        params = inspect.signature(construct.__init__).parameters.values()
+        required[construct.__name__] = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    assert {name: props for name, props in required.items() if len(props) > 6} == {}
+
+
+def minimal_service(s: cdk.Stack, vpc: ec2.Vpc, **props: Any) -> InferenceService:
+    """InferenceService with its required props only (and the packaged gateway's task)."""
+    cache, _ = cache_and_secrets(s, vpc)
+    task = InferenceTask(s, "T", vllm_image=ecs.ContainerImage.from_registry("vllm/vllm-openai:v0.24.0"),
+                         vllm_args=["m"], gpu_count=1, model_cache=cache, cpu_units=8192, memory_mib=30000)  # fmt: skip
+    gpu = GpuCluster(s, "G", vpc=vpc, subnets=PRIVATE, instance_type="g6.2xlarge", max_instances=3,
+                     machine_image=ec2.MachineImage.generic_linux({REGION: "ami-0abcdef0123456789"}))  # fmt: skip
+    alb = InternalAlb(s, "A", vpc=vpc, subnets=PRIVATE, target_port=8080, health_check_path="/health")
+    return InferenceService(
+        s, "Svc", cluster=gpu.cluster, task_definition=task.task_definition, capacity_provider=gpu.capacity_provider,
+        target_group=alb.target_group, queue_depth=QueueDepthMetric("N", "QueueDepth", {"Service": "s"}), **props,
+    )  # fmt: skip
+
+
+def test_inference_task_and_service_defaults() -> None:
+    s, vpc = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    svc = minimal_service(s, vpc)
+    t = Template.from_stack(s)
+    (service,) = t.find_resources("AWS::ECS::Service").values()
+    assert service["Properties"]["DesiredCount"] == 1
+    assert service["Properties"]["LoadBalancers"][0]["ContainerName"] == "gateway"
+    assert service["Properties"]["LoadBalancers"][0]["ContainerPort"] == 8080
+    (target,) = t.find_resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 2)
+    policies = t.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = [p["Properties"]["TargetTrackingScalingPolicyConfiguration"] for p in policies.values()
+                if "TargetTrackingScalingPolicyConfiguration" in p["Properties"]]  # fmt: skip
+    assert [c["TargetValue"] for c in tracking] == [300]
+    steps = [p["Properties"]["StepScalingPolicyConfiguration"]["StepAdjustments"] for p in policies.values()
+             if "StepScalingPolicyConfiguration" in p["Properties"]]  # fmt: skip
+    assert {a.get("MetricIntervalLowerBound") for a in steps[0]} >= {0, 24}  # thresholds 8 and 4x8, relative to 8
+    # The security group is created in the cluster's VPC; the task has no HF_TOKEN and mounts read-write.
+    assert t.to_json()["Resources"][s.get_logical_id(svc.security_group.node.default_child)]["Properties"]["VpcId"]
+    (task,) = t.find_resources("AWS::ECS::TaskDefinition").values()
+    (vllm,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "vllm"]
+    assert "Secrets" not in vllm and vllm["MountPoints"][0]["ReadOnly"] is False
+
+
+def test_inference_service_takes_an_existing_security_group_or_overrides_its_props() -> None:
+    s, vpc = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    mine = ec2.SecurityGroup(s, "Mine", vpc=vpc, description="the team's own")
+    svc = minimal_service(s, vpc, existing_security_group=mine)
+    assert svc.security_group is mine and svc.node.try_find_child("SecurityGroup") is None
+    s2, vpc2 = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    minimal_service(s2, vpc2, security_group_props={"description": "overridden"})
+    groups = Template.from_stack(s2).find_resources("AWS::EC2::SecurityGroup")
+    assert "overridden" in [g["Properties"]["GroupDescription"] for g in groups.values()]
+
+
+def test_inference_service_rejects_an_existing_security_group_with_props_first_thing() -> None:
+    s, vpc = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    mine = ec2.SecurityGroup(s, "Mine", vpc=vpc, description="the team's own")
+    with pytest.raises(ValueError, match="^InferenceService: give existing_security_group or security_group_props, not both$"):
+        minimal_service(s, vpc, existing_security_group=mine, security_group_props={"description": "x"})
+    assert s.node.find_child("Svc").node.children == []  # nothing was created before the check
+
+
+def test_prewarm_defaults_to_private_subnets_and_no_token() -> None:
+    s, vpc = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    cache, _ = cache_and_secrets(s, vpc)
+    prewarm = ModelPrewarm(s, "P", vpc=vpc, image=ecs.ContainerImage.from_registry("vllm/vllm-openai:v0.24.0"),
+                           model_id="m/x", revision=SHA, model_cache=cache)  # fmt: skip
+    assert prewarm.subnet_ids == vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+    (task,) = Template.from_stack(s).find_resources("AWS::ECS::TaskDefinition").values()
+    assert "Secrets" not in task["Properties"]["ContainerDefinitions"][0]
+
+
+def test_affinity_defaults_to_the_packaged_gateway_s_names_and_port() -> None:
+    s, vpc = vpc_stack(env=cdk.Environment(account=ACCOUNT, region=REGION))
+    svc = minimal_service(s, vpc)
+    gateway = svc.service.task_definition.find_container("gateway")
+    GatewayAffinity(s, "Aff", service=svc.service, security_group=svc.security_group, gateway_container=gateway,
+                    mode="prefix", namespace_name="team.internal")  # fmt: skip
+    t = Template.from_stack(s)
+    (task,) = [r for r in t.find_resources("AWS::ECS::TaskDefinition").values()
+               if any(c["Name"] == "gateway" for c in r["Properties"]["ContainerDefinitions"])]  # fmt: skip
+    (gw,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "gateway"]
+    env = {e["Name"]: e["Value"] for e in gw["Environment"]}
+    assert env[contract.ENV_AFFINITY_PORT] == "8080" and env[contract.ENV_AFFINITY] == "prefix"
+    assert env[contract.ENV_AFFINITY_DNS_NAME] == "gateway.team.internal"
+    (namespace,) = t.find_resources("AWS::ServiceDiscovery::PrivateDnsNamespace").values()
+    assert namespace["Properties"]["Vpc"] == {"Ref": s.get_logical_id(vpc.node.default_child)}

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import aws_cdk as cdk
+import pydantic
 import pytest
-from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
@@ -23,6 +23,7 @@ from llm_hosting_constructs.sagemaker_container import (
     parse_image_uri,
 )
 from llm_hosting_constructs.sagemaker_endpoint import SageMakerEndpoint
+from llm_hosting_constructs.schedule import OffHours
 from llm_hosting_constructs.sizing import get_instance
 
 IMAGE = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.7.0-tgi3.3.6-gpu-py311-cu124-ubuntu22.04"
@@ -176,7 +177,6 @@ def test_scaling_without_schedules_has_no_scheduled_actions() -> None:
     [
         ({"min_capacity": 0}, "cannot scale to 0"),
         ({"min_capacity": 3, "max_capacity": 2}, "min_capacity <= max_capacity"),
-        ({"scale_down_schedule": appscaling.Schedule.expression("cron(0 19 * * ? *)")}, "go together"),
         ({"target_invocations_per_instance": 0}, "positive"),
         ({"off_hours_capacity": 0}, "off_hours_capacity"),
     ],
@@ -307,3 +307,24 @@ def test_an_endpoint_name_too_long_with_its_instance_type_is_refused() -> None:
     s, vpc = stack()
     with pytest.raises(ValueError, match=r"at most 63 characters, the instance type included"):
         endpoint(s, vpc, endpoint_name="a" * 55)
+
+
+def test_off_hours_schedule_is_validated_where_it_is_built() -> None:
+    """One OffHours for ECS, SageMaker and the config: a bad cron fails when it is constructed."""
+    with pytest.raises(pydantic.ValidationError, match="hours '25' is outside 0-23"):
+        OffHours(scale_down_cron="0 25 ? * MON-FRI *")
+    s, vpc = stack()
+    ep = endpoint(s, vpc)
+    SageMakerVariantScaling(s, "Scaling", endpoint=ep.endpoint, variant_name=ep.variant_name,
+                            target_invocations_per_instance=10, off_hours=OffHours(), off_hours_capacity=1)  # fmt: skip
+    actions = Template.from_stack(s).find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    (target,) = actions.values()
+    schedules = {a["ScheduledActionName"]: a for a in target["Properties"]["ScheduledActions"]}
+    assert {a["Schedule"] for a in schedules.values()} == {"cron(0 19 ? * MON-FRI *)", "cron(0 7 ? * MON-FRI *)"}
+
+
+def test_container_environment_needs_only_the_model_its_name_and_length() -> None:
+    env = container_environment("tgi", model=MODEL_DIR, served_name="m", max_model_len=8192)
+    # Three quarters of the context for the prompt, a whole prompt per prefill batch (TGI's rule holds).
+    assert env["MAX_INPUT_TOKENS"] == "6144" and env["MAX_BATCH_PREFILL_TOKENS"] == "8192"
+    assert env["SM_NUM_GPUS"] == "1" and env["MAX_CONCURRENT_REQUESTS"] == "128" and "DTYPE" not in env

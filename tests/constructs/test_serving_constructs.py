@@ -277,7 +277,7 @@ def service_kwargs(s: cdk.Stack, vpc: ec2.Vpc, **overrides) -> dict:
     [
         ({"health_check_grace_period": cdk.Duration.seconds(300)}, "600..1200"),
         ({"min_capacity": 3}, "min_capacity <= desired_count <= max_capacity"),
-        ({"off_hours": OffHours("0 19 ? * MON-FRI *", "0 7 ? * MON-FRI *"), "auto_scaling_group": None}, "GPU hosts idle"),
+        ({"off_hours": OffHours(), "auto_scaling_group": None}, "GPU hosts idle"),
         ({"queue_depth_threshold": 0}, ">= 1"),
     ],
 )

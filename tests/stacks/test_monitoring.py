@@ -165,16 +165,12 @@ def test_dashboard_has_the_on_call_rows_and_metrics(templates: dict, env: str) -
     assert t["Outputs"][outputs.DASHBOARD_NAME]["Value"] == f"llm-hosting-{env}"
 
 
-def test_construct_thresholds_mirror_the_config_schema() -> None:
-    """The construct's dataclass and the config section have the same fields and the same defaults."""
-    import dataclasses
-
-    from config.schema import AlarmThresholds as ConfigThresholds
+def test_config_thresholds_are_the_construct_s_model() -> None:
+    """One definition (issue 14): the config section is the construct's model, not a copy kept in step."""
+    from config.schema import MonitoringConfig
     from llm_hosting_constructs.alarms import AlarmThresholds
 
-    construct_defaults = {f.name: f.default for f in dataclasses.fields(AlarmThresholds)}
-    config_defaults = ConfigThresholds().model_dump()
-    assert construct_defaults == config_defaults
+    assert MonitoringConfig.model_fields["thresholds"].annotation is AlarmThresholds
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -45,6 +45,6 @@ def test_endpoint_name_scaling_and_rollback_come_from_config() -> None:
     assert sm is not None and sm.off_hours is not None
     assert s.endpoint_name == f"staging-{STAGING.model.served_name}"
     assert (s.min_capacity, s.max_capacity, s.instance_count) == (sm.min_capacity, sm.max_capacity, sm.instance_count)
-    assert s.off_hours_crons == (sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron)
+    assert s.off_hours == sm.off_hours
     assert s.rollback_5xx_errors == STAGING.monitoring.thresholds.sagemaker_5xx
     assert s.rollback_latency_p99_ms == STAGING.monitoring.thresholds.sagemaker_model_latency_p99_ms

@@ -68,8 +68,7 @@ task = InferenceTask(
     vllm_environment=vllm_environment(hf_hub_offline=False, keepalive_s=contract.VLLM_KEEPALIVE_S),
     gpu_count=VLLM.tensor_parallel_size,
     hf_token=secrets.hf_token,
-    model_cache=cache,
-    hf_hub_offline=False,
+    model_cache=cache,  # hf_hub_offline defaults to False: vLLM may download into the cache
     # The gateway image is built from the source the package ships; its settings come from the contract.
     gateway_environment={
         contract.ENV_SERVED_MODEL_NAME: VLLM.served_model_name,
@@ -95,29 +94,20 @@ service = InferenceService(
     cluster=gpu.cluster,
     task_definition=task.task_definition,
     capacity_provider=gpu.capacity_provider,
-    vpc=vpc,
-    subnets=subnets,
-    target_group=alb.target_group,
-    container_name=task.gateway.container_name,
-    container_port=contract.GATEWAY_PORT,
-    desired_count=1,
-    min_capacity=1,
-    max_capacity=2,
-    requests_per_target=300,
+    target_group=alb.target_group,  # the packaged gateway's container and port are the defaults
+    # 1..2 tasks by default: 300 requests per task per minute, or 8 waiting in vLLM, add one.
     queue_depth=QueueDepthMetric(
         namespace=contract.METRICS_NAMESPACE,
         metric_name=contract.METRIC_QUEUE_DEPTH,
         dimensions={contract.DIMENSION_SERVICE: SERVICE_NAME, contract.DIMENSION_MODEL: VLLM.served_model_name},
     ),
-    queue_depth_threshold=8,
     auto_scaling_group=gpu.auto_scaling_group,
 )
 cache.allow_from(service.security_group, "vLLM tasks to the model cache")
 prewarm = ModelPrewarm(
     stack,
     "Prewarm",
-    vpc=vpc,
-    subnets=subnets,
+    vpc=vpc,  # the VPC's private subnets by default
     image=vllm_image,  # the script defaults to the packaged containers/prewarm/prewarm.py
     model_id=VLLM.model_id,
     revision=VLLM.revision,

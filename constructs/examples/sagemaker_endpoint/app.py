@@ -47,10 +47,8 @@ endpoint = SageMakerEndpoint(
     environment=sagemaker_container.container_environment(
         "vllm",
         model=sagemaker_container.MODEL_DIR,  # weights from S3, mounted at /opt/ml/model
-        revision=None,
         served_name="llama-3-1-8b",
-        num_gpus=1,
-        max_model_len=MAX_MODEL_LEN,
+        max_model_len=MAX_MODEL_LEN,  # one GPU, 128 concurrent requests by default
         max_input_tokens=MAX_MODEL_LEN - 1024,
         max_batch_prefill_tokens=MAX_MODEL_LEN,
         max_concurrent_requests=32,

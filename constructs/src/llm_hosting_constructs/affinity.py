@@ -35,21 +35,32 @@ MAX_DNS_ANSWER_TASKS = 8
 
 @dataclass(frozen=True, kw_only=True)
 class AffinityEnvNames:
-    """The gateway's environment variable names (its contract module), passed in so this library
-    does not import the gateway."""
+    """The gateway's environment variable names (for a gateway other than the packaged one)."""
 
     mode: str
     dns_name: str
     port: str
     max_queue: str
 
+    @classmethod
+    def packaged(cls) -> AffinityEnvNames:
+        """The names the gateway this package ships reads (its contract)."""
+        from .gateway import contract
+
+        return cls(
+            mode=contract.ENV_AFFINITY, dns_name=contract.ENV_AFFINITY_DNS_NAME,
+            port=contract.ENV_AFFINITY_PORT, max_queue=contract.ENV_AFFINITY_MAX_QUEUE,
+        )  # fmt: skip
+
 
 class GatewayAffinity(Construct):
     """Cloud Map discovery of a service's gateways, their gateway-to-gateway rule, and their settings.
 
-    Props: ``vpc`` (the private DNS namespace is resolvable only there), ``service`` (its tasks
+    Props: ``vpc`` (the private DNS namespace is resolvable only there; default the service's
+    cluster's), ``service`` (its tasks
     are registered), ``security_group`` (the tasks' group: gateway port open to itself),
-    ``gateway_container`` (gets the ``GATEWAY_AFFINITY*`` environment), ``gateway_port``,
+    ``gateway_container`` (gets the ``GATEWAY_AFFINITY*`` environment, named by ``env_names``,
+    default the packaged gateway's), ``gateway_port`` (default the packaged gateway's),
     ``mode`` (``prefix`` or ``conversation``), ``namespace_name`` (unique in the VPC),
     ``service_name`` (the DNS label, default ``gateway``), ``dns_ttl`` (default 10 s: a stopped
     task leaves the peers' rings within about the TTL plus the gateway's refresh interval),
@@ -61,14 +72,14 @@ class GatewayAffinity(Construct):
         scope: Construct,
         id_: str,
         *,
-        vpc: ec2.IVpc,
+        vpc: ec2.IVpc | None = None,
         service: ecs.BaseService,
         security_group: ec2.ISecurityGroup,
         gateway_container: ecs.ContainerDefinition,
-        gateway_port: int,
+        gateway_port: int | None = None,
         mode: AffinityMode,
         namespace_name: str,
-        env_names: AffinityEnvNames,
+        env_names: AffinityEnvNames | None = None,
         service_name: str = "gateway",
         dns_ttl: Duration = Duration.seconds(10),
         max_queue: int = 4,
@@ -80,8 +91,13 @@ class GatewayAffinity(Construct):
             raise ValueError("GatewayAffinity: dns_ttl must be 1..60 s, or departed tasks linger in the rings")
         if max_queue < 0:
             raise ValueError("GatewayAffinity: max_queue must be >= 0")
+        env_names = env_names or AffinityEnvNames.packaged()
+        if gateway_port is None:
+            from .gateway import contract
+
+            gateway_port = contract.GATEWAY_PORT
         self.namespace = servicediscovery.PrivateDnsNamespace(
-            self, "Namespace", name=namespace_name, vpc=vpc,
+            self, "Namespace", name=namespace_name, vpc=vpc or service.cluster.vpc,
             description="Gateways of the LLM serving service find each other (conversation affinity)",
         )  # fmt: skip
         self.discovery_service = self.namespace.create_service(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from aws_cdk import Acknowledgment, Duration, Fn, Names, RemovalPolicy, SecretValue, Validations
 from aws_cdk import aws_apigateway as apigw
@@ -111,6 +111,27 @@ class TenantPlan:
     burst_limit: int
     quota_limit: int | None = None
     quota_period: Literal["DAY", "WEEK", "MONTH"] = "MONTH"
+
+
+class _Tenant(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def rate_limit(self) -> float: ...
+
+
+def tenants_problem(tenants: Sequence[_Tenant], rate_limit: float) -> str | None:
+    """Why these tenants' usage plans do not fit an API throttled at ``rate_limit`` (None when they do):
+    one API key per tenant name, and a tenant cannot be promised more than the stage allows. The
+    app's config checks its tenants with this very rule."""
+    names = [t.name for t in tenants]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return f"tenant names must be unique; duplicated: {', '.join(dupes)}"
+    for t in tenants:
+        if t.rate_limit > rate_limit:
+            return f"tenant {t.name!r} rate_limit {t.rate_limit} exceeds the API's rate_limit {rate_limit}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -216,14 +237,9 @@ class LlmFrontDoor(Construct):
         super().__init__(scope, id_)
         if not tenants:
             raise ValueError("LlmFrontDoor: at least one tenant is needed; every method requires an API key")
-        names = [t.name for t in tenants]
-        if len(set(names)) != len(names):
-            raise ValueError(f"LlmFrontDoor: tenant names must be unique, got {names}")
-        for t in tenants:
-            if t.rate_limit > rate_limit:
-                raise ValueError(
-                    f"LlmFrontDoor: tenant {t.name!r} rate_limit {t.rate_limit} exceeds the API's {rate_limit}"
-                )
+        problem = tenants_problem(tenants, rate_limit)
+        if problem:
+            raise ValueError(f"LlmFrontDoor: {problem}")
         if not routes:
             raise ValueError("LlmFrontDoor: routes must not be empty")
         paths = [r.path for r in routes]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -14,8 +16,15 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
+from .inference_task import GATEWAY_CONTAINER
+from .schedule import OffHours
+
 MIN_GRACE = Duration.seconds(600)
 MAX_GRACE = Duration.seconds(1200)
+DEFAULT_REQUESTS_PER_TARGET = 300
+"""ALB requests per task per minute that target tracking holds."""
+DEFAULT_QUEUE_DEPTH_THRESHOLD = 8
+"""vLLM waiting requests (average) at which step scaling adds a task."""
 
 
 @dataclass(frozen=True)
@@ -25,14 +34,6 @@ class QueueDepthMetric:
     namespace: str
     metric_name: str
     dimensions: dict[str, str]
-
-
-@dataclass(frozen=True)
-class OffHours:
-    """Scale to zero at ``scale_down_cron`` and back at ``scale_up_cron`` (AWS 6-field cron, UTC)."""
-
-    scale_down_cron: str
-    scale_up_cron: str
 
 
 class InferenceService(Construct):
@@ -51,6 +52,13 @@ class InferenceService(Construct):
     pin the service to 0 at night and restore min/max in the morning, and the same on
     ``auto_scaling_group`` so no GPU host idles (non-prod).
 
+    Defaults: ``vpc`` the cluster's, ``subnets`` ECS's choice (the VPC's private subnets),
+    ``container_name``/``container_port`` the packaged gateway's (``InferenceTask``'s gateway
+    container), ``min_capacity`` 1, ``max_capacity`` 2, ``desired_count`` ``min_capacity``,
+    ``requests_per_target`` 300 per minute, ``queue_depth_threshold`` 8. Bring your own security group with
+    ``existing_security_group``, or override the created one's props with ``security_group_props``
+    (keyword arguments of ``ec2.SecurityGroup``), not both.
+
     Attributes: ``service``, ``security_group``, ``scalable_target``.
     """
 
@@ -62,23 +70,33 @@ class InferenceService(Construct):
         cluster: ecs.ICluster,
         task_definition: ecs.TaskDefinition,
         capacity_provider: ecs.AsgCapacityProvider,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        vpc: ec2.IVpc | None = None,
+        subnets: ec2.SubnetSelection | None = None,
         target_group: elbv2.ApplicationTargetGroup,
-        container_name: str,
-        container_port: int,
-        desired_count: int,
-        min_capacity: int,
-        max_capacity: int,
-        requests_per_target: int,
+        container_name: str = GATEWAY_CONTAINER,
+        container_port: int | None = None,
+        desired_count: int | None = None,
+        min_capacity: int = 1,
+        max_capacity: int = 2,
+        requests_per_target: int = DEFAULT_REQUESTS_PER_TARGET,
         queue_depth: QueueDepthMetric,
-        queue_depth_threshold: int,
+        queue_depth_threshold: int = DEFAULT_QUEUE_DEPTH_THRESHOLD,
         health_check_grace_period: Duration = Duration.seconds(900),
         off_hours: OffHours | None = None,
         auto_scaling_group: autoscaling.AutoScalingGroup | None = None,
         service_name: str | None = None,
+        existing_security_group: ec2.ISecurityGroup | None = None,
+        security_group_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        if existing_security_group is not None and security_group_props is not None:
+            raise ValueError("InferenceService: give existing_security_group or security_group_props, not both")
+        if desired_count is None:
+            desired_count = min_capacity
+        if container_port is None:
+            from .gateway import contract
+
+            container_port = contract.GATEWAY_PORT
         if not min_capacity <= desired_count <= max_capacity or max_capacity < 1:
             raise ValueError(
                 f"InferenceService: needs 0 <= min_capacity <= desired_count <= max_capacity, max >= 1; got "
@@ -92,12 +110,15 @@ class InferenceService(Construct):
         if requests_per_target < 1 or queue_depth_threshold < 1:
             raise ValueError("InferenceService: requests_per_target and queue_depth_threshold must be >= 1")
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = existing_security_group or ec2.SecurityGroup(
             self,
             "SecurityGroup",
-            vpc=vpc,
-            description="Serving tasks: the gateway port from the ALB only; egress to AWS endpoints and the cache",
-            allow_all_outbound=True,
+            **{
+                "vpc": vpc or cluster.vpc,
+                "description": "Serving tasks: the gateway port from the ALB only; egress to AWS endpoints and the cache",
+                "allow_all_outbound": True,
+                **(security_group_props or {}),
+            },
         )
         self.service = ecs.Ec2Service(
             self,

@@ -41,6 +41,9 @@ class InferenceTask(Construct):
       (default 10001, the user ``containers/gateway/Dockerfile`` creates),
       ``gateway_secrets`` (e.g. the API keys) as ECS secrets, ``gateway_environment`` plain.
 
+    Defaults: ``vllm_environment`` empty, ``hf_token`` none (public models only),
+    ``hf_hub_offline`` false (vLLM may download into the cache; set it once the cache is pre-warmed).
+
     Both stop within ``stop_timeout`` (ECS's maximum, 120 s, by default): the gateway drains
     its streams, then vLLM exits. Each container logs to its own group with ``log_retention``,
     encrypted with ``log_key`` when given.
@@ -59,11 +62,11 @@ class InferenceTask(Construct):
         *,
         vllm_image: ecs.ContainerImage,
         vllm_args: Sequence[str],
-        vllm_environment: Mapping[str, str],
+        vllm_environment: Mapping[str, str] | None = None,
         gpu_count: int,
-        hf_token: secretsmanager.ISecret | None,
+        hf_token: secretsmanager.ISecret | None = None,
         model_cache: ModelCache,
-        hf_hub_offline: bool,
+        hf_hub_offline: bool = False,
         gateway_image: ecs.ContainerImage | None = None,
         gateway_port: int | None = None,
         gateway_environment: Mapping[str, str] | None = None,
@@ -91,6 +94,7 @@ class InferenceTask(Construct):
             gateway_port = gateway_port or contract.GATEWAY_PORT
             gateway_healthcheck_command = gateway_healthcheck_command or contract.CONTAINER_HEALTHCHECK_COMMAND
         gateway_environment = gateway_environment or {}
+        vllm_environment = vllm_environment or {}
         if gpu_count < 1:
             raise ValueError("InferenceTask: gpu_count must be >= 1 (vLLM's tensor-parallel size)")
         if stop_timeout.to_seconds() > MAX_STOP_TIMEOUT.to_seconds():

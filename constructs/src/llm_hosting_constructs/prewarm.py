@@ -38,8 +38,9 @@ class ModelPrewarm(Construct):
     has ``huggingface_hub``, so nothing is built, and the files land exactly where vLLM looks.
     Fargate, not the GPU cluster: it needs no GPU and must not take a GPU host's place.
 
-    Safe defaults: 2 vCPU / 8 GiB, 100 GiB ephemeral storage (the vLLM image unpacks to ~25 GB),
-    HF_TOKEN as an ECS secret (none for a public model or an S3 source), the cache mounted with
+    Safe defaults: the VPC's private subnets (``subnets``; the task needs a route to the Hub or to
+    S3), 2 vCPU / 8 GiB, 100 GiB ephemeral storage (the vLLM image unpacks to ~25 GB),
+    ``hf_token`` as an ECS secret (default none: a public model or an S3 source), the cache mounted with
     TLS + IAM through the access point, a security group with egress only to HTTPS (the Hub) and
     to the cache's NFS port.
     ``source_s3_uri`` (``s3://bucket/prefix/`` with the revision's files) copies from S3 instead
@@ -57,12 +58,12 @@ class ModelPrewarm(Construct):
         id_: str,
         *,
         vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        subnets: ec2.SubnetSelection | None = None,
         image: ecs.ContainerImage,
         script: str | None = None,
         model_id: str,
         revision: str,
-        hf_token: secretsmanager.ISecret | None,
+        hf_token: secretsmanager.ISecret | None = None,
         model_cache: ModelCache,
         cpu: int = 2048,
         memory_mib: int = 8192,
@@ -171,7 +172,7 @@ class ModelPrewarm(Construct):
             )
         )
         container.add_mount_points(ecs.MountPoint(container_path=HF_HOME, source_volume=volume, read_only=False))
-        self.subnet_ids: list[str] = vpc.select_subnets(**_selection_kwargs(subnets)).subnet_ids
+        self.subnet_ids: list[str] = vpc.select_subnets(**_selection_kwargs(subnets or ec2.SubnetSelection())).subnet_ids
 
     def run_task_command(self, cluster_name: str, region: str) -> str:
         """The ``aws ecs run-task`` command line that runs the pre-warm once (a CloudFormation token)."""

@@ -7,6 +7,16 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from pydantic import Field
+
+from .schedule import DEFAULT_SCALE_DOWN_CRON, OffHours
+
+
+class EndpointOffHours(OffHours):
+    """``OffHours`` of a real-time endpoint: it scales down to ``off_hours_capacity`` (at least one
+    instance), not to zero."""
+
+    scale_down_cron: str = Field(DEFAULT_SCALE_DOWN_CRON, description="When to scale down to 1 instance.")
 
 
 class SageMakerVariantScaling(Construct):
@@ -17,10 +27,10 @@ class SageMakerVariantScaling(Construct):
     instance takes minutes to load its model, so giving one back too eagerly costs more than
     keeping it a little longer.
 
-    Off-hours (optional, for non-prod): at ``scale_down_schedule`` min and max drop to
+    Off-hours (optional, for non-prod): at ``off_hours.scale_down_cron`` min and max drop to
     ``off_hours_capacity`` (at least 1: a real-time endpoint without inference components
-    cannot scale to zero); at ``scale_up_schedule`` they return to ``min_capacity`` /
-    ``max_capacity``. Give both schedules or neither.
+    cannot scale to zero); at ``off_hours.scale_up_cron`` they return to ``min_capacity`` /
+    ``max_capacity``.
 
     Application Auto Scaling acts through its SageMaker service-linked role; nothing to grant.
 
@@ -39,8 +49,7 @@ class SageMakerVariantScaling(Construct):
         target_invocations_per_instance: float,
         scale_in_cooldown: Duration = Duration.seconds(300),
         scale_out_cooldown: Duration = Duration.seconds(60),
-        scale_down_schedule: appscaling.Schedule | None = None,
-        scale_up_schedule: appscaling.Schedule | None = None,
+        off_hours: OffHours | None = None,
         off_hours_capacity: int = 1,
     ) -> None:
         super().__init__(scope, id_)
@@ -51,8 +60,6 @@ class SageMakerVariantScaling(Construct):
             )
         if target_invocations_per_instance <= 0:
             raise ValueError("SageMakerVariantScaling: target_invocations_per_instance must be positive")
-        if (scale_down_schedule is None) != (scale_up_schedule is None):
-            raise ValueError("SageMakerVariantScaling: scale_down_schedule and scale_up_schedule go together")
         if not 1 <= off_hours_capacity <= max_capacity:
             raise ValueError(f"SageMakerVariantScaling: off_hours_capacity must be 1..max_capacity ({max_capacity})")
 
@@ -90,13 +97,13 @@ class SageMakerVariantScaling(Construct):
             scale_in_cooldown=scale_in_cooldown,
             scale_out_cooldown=scale_out_cooldown,
         )
-        if scale_down_schedule is not None and scale_up_schedule is not None:
+        if off_hours is not None:
             self.target.scale_on_schedule(
                 "OffHoursScaleDown",
-                schedule=scale_down_schedule,
+                schedule=appscaling.Schedule.expression(f"cron({off_hours.scale_down_cron})"),
                 min_capacity=off_hours_capacity,
                 max_capacity=off_hours_capacity,
             )
             self.target.scale_on_schedule(
-                "OffHoursScaleUp", schedule=scale_up_schedule, min_capacity=min_capacity, max_capacity=max_capacity
+                "OffHoursScaleUp", schedule=appscaling.Schedule.expression(f"cron({off_hours.scale_up_cron})"), min_capacity=min_capacity, max_capacity=max_capacity
             )

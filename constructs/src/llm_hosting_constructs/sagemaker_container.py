@@ -135,28 +135,41 @@ _FIXED: dict[str, dict[str, str]] = {"tgi": {"MESSAGES_API_ENABLED": "true"}, "v
 """Variables every deployment of the container gets: TGI's OpenAI-style Messages API."""
 
 
+DEFAULT_MAX_CONCURRENT_REQUESTS = 128
+"""Requests one instance batches at once (the containers' batch-size setting)."""
+
+
 def container_environment(
     container: Container,
     *,
     model: str,
-    revision: str | None,
     served_name: str,
-    num_gpus: int,
     max_model_len: int,
-    max_input_tokens: int,
-    max_batch_prefill_tokens: int,
-    max_concurrent_requests: int,
-    dtype: str,
+    revision: str | None = None,
+    num_gpus: int = 1,
+    max_input_tokens: int | None = None,
+    max_batch_prefill_tokens: int | None = None,
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+    dtype: str | None = None,
     quantization: str | None = None,
     kv_cache_dtype: str = "auto",
 ) -> dict[str, str]:
     """The container environment for ``container``, from the model and its limits.
+
+    Defaults: no ``revision`` (give the commit of a Hub model), one GPU, ``max_input_tokens`` three
+    quarters of ``max_model_len`` (a quarter stays for the completion), ``max_batch_prefill_tokens``
+    ``max_model_len`` (one whole prompt per prefill batch, as TGI requires), 128 concurrent requests,
+    ``dtype`` the container's own default (the checkpoint's).
 
     ``model`` is a Hugging Face id (weights from the Hub) or :data:`MODEL_DIR` (weights
     pre-staged in S3); ``revision`` is only meaningful with a Hub id. No secret goes in here:
     whatever is in a SageMaker model's environment is readable by anyone allowed
     ``sagemaker:DescribeModel``.
     """
+    if max_input_tokens is None:
+        max_input_tokens = max_model_len * 3 // 4
+    if max_batch_prefill_tokens is None:
+        max_batch_prefill_tokens = max_model_len
     if container not in _VARIABLES:
         raise ValueError(f"unknown container {container!r}; one of: {', '.join(SDK_FRAMEWORK)}")
     if not 0 < max_input_tokens < max_model_len:

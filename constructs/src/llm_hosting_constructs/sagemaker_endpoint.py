@@ -51,7 +51,7 @@ class SageMakerEndpoint(Construct):
       where the instance type has no local NVMe storage, the ML storage volume: SageMaker
       rejects a volume key for instance types with instance storage (they encrypt it in
       hardware), so ``volume_kms_key`` with such a type is a ``ValueError`` here.
-    - Blue/green updates (all at once, then ``bake_time`` watching two alarms: invocation 5XX
+    - Blue/green updates (all at once, then ``rollback_bake_time`` watching two alarms: invocation 5XX
       errors and p99 model latency) with automatic rollback when either fires.
     - Data capture off (prompts and completions are not stored) unless
       ``data_capture_percent`` is given; then to a KMS-encrypted, versioned, SSL-only bucket.
@@ -94,7 +94,7 @@ class SageMakerEndpoint(Construct):
         data_capture_retention: Duration = Duration.days(30),
         rollback_5xx_errors: int = 5,
         rollback_latency_p99: Duration = Duration.seconds(60),
-        bake_time: Duration = Duration.minutes(10),
+        rollback_bake_time: Duration = Duration.minutes(10),
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         name_includes_instance_type: bool = True,
@@ -290,7 +290,7 @@ class SageMakerEndpoint(Construct):
                 resources=[a.alarm_arn for a in self.rollback_alarms],
             )
         )
-        bake = int(bake_time.to_seconds())
+        bake = int(rollback_bake_time.to_seconds())
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
