@@ -12,8 +12,10 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import cx_api
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
@@ -44,7 +46,7 @@ from llm_hosting_constructs.vllm import VllmSettings
 from llmhost import outputs, parameters
 from stacks.api import AlbBackend, ApiSettings, ApiStack
 from stacks.compliance import acknowledge_regulated_packs
-from stacks.model_cache import ModelCacheStack
+from stacks.model_cache import ModelCacheSettings, ModelCacheStack
 from stacks.monitoring import MonitoringSettings, MonitoringStack
 from stacks.network import NetworkSettings, NetworkStack
 from stacks.sagemaker import SageMakerSettings, SageMakerStack
@@ -58,6 +60,16 @@ FRONTDOOR_KEY_ID = contract.DEFAULT_FRONTDOOR_KEY_ID
 
 def _removal(cfg: EnvironmentConfig) -> cdk.RemovalPolicy:
     return cdk.RemovalPolicy.RETAIN if cfg.retain_stateful else cdk.RemovalPolicy.DESTROY
+
+
+def _stack_props(cfg: EnvironmentConfig, holds: str, *, protect: bool = True) -> dict[str, Any]:
+    """What every stack of the environment gets: its description, the removal policy of what it holds and,
+    where ``protect``, termination protection in prod-like environments (``retain_stateful``)."""
+    return {
+        "description": f"llm-hosting {cfg.name}: {holds}",
+        "removal_policy": _removal(cfg),
+        **({"termination_protection": cfg.retain_stateful} if protect else {}),
+    }
 
 
 _R = logs.RetentionDays
@@ -77,15 +89,13 @@ def build_stage(app: cdk.App, cfg: EnvironmentConfig) -> cdk.Stage:
     network = NetworkStack(
         stage,
         outputs.NETWORK,
-        description=f"llm-hosting {cfg.name}: VPC, flow logs, VPC endpoints",
         settings=NetworkSettings(
             cidr=cfg.network.cidr,
             availability_zones=cfg.availability_zones,
             nat_gateways=cfg.network.nat_gateways,
             flow_log_retention=RETENTION[cfg.network.flow_log_retention_days],
         ),
-        removal_policy=_removal(cfg),
-        termination_protection=cfg.retain_stateful,
+        **_stack_props(cfg, "VPC, flow logs, VPC endpoints"),
     )
     serving = build_ecs_serving(stage, cfg, network) if "ecs" in cfg.backends else None
     sagemaker = build_sagemaker(stage, cfg, network) if "sagemaker" in cfg.backends else None
@@ -127,19 +137,19 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
             port=contract.VLLM_PORT,
         ),
         hf_hub_offline=ecs.hf_hub_offline,
-        task_cpu_units=cpu_units,
-        task_memory_mib=memory_mib,
+        cpu_units=cpu_units,
+        memory_mib=memory_mib,
         min_capacity=ecs.min_capacity,
         desired_capacity=ecs.desired_capacity,
         max_capacity=ecs.max_capacity,
         root_volume_gib=ecs.root_volume_gib,
-        alb_idle_timeout_s=ecs.alb_idle_timeout_seconds,
+        alb_idle_timeout_seconds=ecs.alb_idle_timeout_seconds,
         # A draining target keeps its streams until the longest one the API allows has ended.
-        deregistration_delay_s=cfg.api.stream_timeout_seconds,
+        deregistration_delay_seconds=cfg.api.stream_timeout_seconds,
         certificate_arn=ecs.certificate_arn,
-        health_check_grace_period_s=ecs.health_check_grace_period_seconds,
-        requests_per_target=ecs.scale_requests_per_target,
-        queue_depth_threshold=ecs.scale_queue_depth,
+        health_check_grace_period_seconds=ecs.health_check_grace_period_seconds,
+        scale_requests_per_target=ecs.scale_requests_per_target,
+        scale_queue_depth=ecs.scale_queue_depth,
         off_hours=ecs.off_hours,
         metrics_service_name=service_name,
         gateway_environment={
@@ -169,11 +179,11 @@ def serving_settings(cfg: EnvironmentConfig) -> ServingSettings:
         prewarm_script=(ROOT / "containers" / "prewarm" / "prewarm.py").read_text(),
         log_retention=RETENTION[ecs.log_retention_days],
         deletion_protection=cfg.retain_stateful,
-        stop_timeout_s=stop_timeout_s,
+        stop_timeout_seconds=stop_timeout_s,
         cloudwatch_agent_config=gpu_metrics.agent_config(),
-        prewarm_source_s3_uri=ecs.model_s3_uri,
+        model_s3_uri=ecs.model_s3_uri,
         affinity=ecs.affinity,
-        affinity_namespace=f"{service_name}.internal",
+        affinity_namespace_name=f"{service_name}.internal",
         # Only where the stack is never deleted: the protection ECS leaves behind blocks deleting the ASG.
         managed_termination_protection=cfg.retain_stateful,
     )
@@ -185,30 +195,26 @@ def build_ecs_serving(stage: cdk.Stage, cfg: EnvironmentConfig, network: Network
     cache = ModelCacheStack(
         stage,
         outputs.MODEL_CACHE,
-        description=f"llm-hosting {cfg.name}: EFS model cache, its KMS key, serving secrets (stateful)",
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
-        throughput_mode=cfg.ecs.efs_throughput_mode,
-        automatic_backups=cfg.retain_stateful,
-        hf_token_secret_name=cfg.ecs.hf_token_secret_name,
-        api_key_id=FRONTDOOR_KEY_ID,
-        alb_access_logs=cfg.ecs.alb_access_logs,
-        removal_policy=_removal(cfg),
-        security_group_parameter_name=parameters.name(cfg.name, parameters.MODEL_CACHE_SECURITY_GROUP_ID),
-        termination_protection=cfg.retain_stateful,
+        network=network,
+        settings=ModelCacheSettings(
+            efs_throughput_mode=cfg.ecs.efs_throughput_mode,
+            automatic_backups=cfg.retain_stateful,
+            hf_token_secret_name=cfg.ecs.hf_token_secret_name,
+            generated_key_id=FRONTDOOR_KEY_ID,
+            alb_access_logs=cfg.ecs.alb_access_logs,
+            security_group_parameter_name=parameters.name(cfg.name, parameters.MODEL_CACHE_SECURITY_GROUP_ID),
+        ),
+        **_stack_props(cfg, "EFS model cache, its KMS key, serving secrets (stateful)"),
     )
     serving = ServingStack(
         stage,
         outputs.SERVING,
-        description=f"llm-hosting {cfg.name}: GPU cluster, vLLM + gateway service, internal ALB, pre-warm task",
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
+        network=network,
         cache=cache,
         settings=serving_settings(cfg),
         environment=cfg.name,
-        removal_policy=_removal(cfg),
         # Serves production traffic: deleting it by mistake is an outage (issue 11.10).
-        termination_protection=cfg.retain_stateful,
+        **_stack_props(cfg, "GPU cluster, vLLM + gateway service, internal ALB, pre-warm task"),
     )
     serving.add_stack_dependency(cache, "reads the model cache's security group from an SSM parameter at deploy")
     return serving
@@ -231,7 +237,7 @@ def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:
         max_batch_prefill_tokens=prefill_tokens,
         max_concurrent_requests=sm.max_concurrent_requests,
         dtype=m.dtype,
-        quantization=None if m.quantization == "none" else m.quantization,
+        quantization=m.quantization_method,
         kv_cache_dtype=m.kv_cache_dtype,
     )
     if sm.hf_token_secret_name:
@@ -257,7 +263,7 @@ def sagemaker_settings(cfg: EnvironmentConfig) -> SageMakerSettings:
         volume_kms_key_arn=sm.volume_kms_key_arn,
         container_startup_timeout_seconds=sm.container_startup_timeout_seconds,
         model_download_timeout_seconds=sm.model_download_timeout_seconds,
-        data_capture_percent=sm.data_capture.sampling_percentage if sm.data_capture else None,
+        data_capture_sampling_percentage=sm.data_capture.sampling_percentage if sm.data_capture else None,
         data_capture_retention_days=sm.data_capture.retention_days if sm.data_capture else 30,
         target_invocations_per_instance=sm.target_invocations_per_instance,
         scale_in_cooldown_seconds=sm.scale_in_cooldown_seconds,
@@ -276,13 +282,10 @@ def build_sagemaker(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkSt
     return SageMakerStack(
         stage,
         outputs.SAGEMAKER,
-        description=f"llm-hosting {cfg.name}: SageMaker real-time endpoint ({cfg.sagemaker.container}), auto scaling",
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
+        network=network,
         settings=sagemaker_settings(cfg),
-        removal_policy=_removal(cfg),
         # Holds the endpoint's KMS key and, with data capture, captured payloads.
-        termination_protection=cfg.retain_stateful,
+        **_stack_props(cfg, f"SageMaker real-time endpoint ({cfg.sagemaker.container}), auto scaling"),
     )
 
 
@@ -313,7 +316,7 @@ def api_settings(cfg: EnvironmentConfig) -> ApiSettings:
         hosted_zone_id=domain.hosted_zone_id if domain else None,
         hosted_zone_name=domain.hosted_zone_name if domain else None,
         tenant_key_map_parameter_name=TENANT_KEY_MAP_PARAMETER.format(env=cfg.name),
-        backend_host=cfg.ecs.tls_host_name if cfg.ecs else None,
+        tls_host_name=cfg.ecs.tls_host_name if cfg.ecs else None,
     )
 
 
@@ -322,9 +325,7 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
     api = ApiStack(
         stage,
         outputs.API,
-        description=f"llm-hosting {cfg.name}: REST API (keys, usage plans, WAF, streaming) in front of the ALB",
-        vpc=network.vpc,
-        subnets=network.workload_subnets,
+        network=network,
         backend=AlbBackend(
             load_balancer_arn_parameter=parameters.name(cfg.name, parameters.ALB_ARN),
             dns_name_parameter=parameters.name(cfg.name, parameters.ALB_DNS_NAME),
@@ -336,9 +337,8 @@ def build_api(stage: cdk.Stage, cfg: EnvironmentConfig, network: NetworkStack, s
         backend_key_secret=serving.gateway_api_keys_secret,
         settings=api_settings(cfg),
         environment=cfg.name,
-        removal_policy=_removal(cfg),
         # The tenants' API keys live here: deleting the stack invalidates every key (issue 11.10).
-        termination_protection=cfg.retain_stateful,
+        **_stack_props(cfg, "REST API (keys, usage plans, WAF, streaming) in front of the ALB"),
     )
     api.add_stack_dependency(serving, "reads the internal ALB from SSM parameters at deploy")
     return api
@@ -400,6 +400,7 @@ def build_monitoring(
                             prefix_cache_hits=contract.METRIC_PREFIX_CACHE_HITS,
                             prefix_cache_queries=contract.METRIC_PREFIX_CACHE_QUERIES,
                             task_dimension=contract.DIMENSION_TASK,
+                            prefix_cache_hit_rate=contract.METRIC_PREFIX_CACHE_HIT_RATE,
                         )
                         if cfg.ecs is not None and cfg.ecs.affinity != "off"
                         else None
@@ -422,7 +423,6 @@ def build_monitoring(
     monitoring = MonitoringStack(
         stage,
         outputs.MONITORING,
-        description=f"llm-hosting {cfg.name}: alarms, paging composite alarm, on-call dashboard",
         signals=signals,
         settings=MonitoringSettings(
             alarm_emails=list(cfg.monitoring.alarm_emails),
@@ -431,7 +431,7 @@ def build_monitoring(
             min_healthy_hosts=cfg.ecs.min_capacity if cfg.ecs else 0,
             scales_to_zero=bool(cfg.ecs and cfg.ecs.off_hours),
         ),
-        removal_policy=_removal(cfg),
+        **_stack_props(cfg, "alarms, paging composite alarm, on-call dashboard", protect=False),
     )
     # No references between the stacks any more: the deploy order is explicit.
     for earlier in (serving, api, sagemaker):
@@ -463,8 +463,17 @@ def main() -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 1
-    app.synth()
-    return 0
+    # The CLI checks the error annotations of the stacks it selects, and a plain `cdk synth` selects
+    # none inside a Stage: without this an error (a GPU AMI missing from cdk.context.json) would pass.
+    errors = [
+        f"{message.id}: {message.entry.data}"
+        for stack in app.synth().stacks_recursively
+        for message in stack.messages
+        if message.level == cx_api.SynthesisMessageLevel.ERROR
+    ]
+    for error in errors:
+        print(f"synth error: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from llm_hosting_constructs.sagemaker_container import image_uri as container_im
 from llm_hosting_constructs.schedule import OffHours
 from llm_hosting_constructs.sizing import (
     ModelArchitecture,
+    Quantization,
     SizingError,
     SizingReport,
     check,
@@ -131,6 +132,11 @@ class ModelConfig(Strict):
         if value is not None and value != TOOL_CALLING_OFF and value not in TOOL_CALL_PARSERS:
             raise ValueError(f"{value!r} is not a vLLM tool-call parser; use one of: {', '.join(TOOL_CALL_PARSERS)}, none")
         return value
+
+    @property
+    def quantization_method(self) -> Quantization | None:
+        """``quantization`` as the sizing module and the SageMaker containers take it: None for ``none``."""
+        return None if self.quantization == "none" else self.quantization
 
     @property
     def vllm_tool_call_parser(self) -> str | None:
@@ -596,7 +602,7 @@ def check_ecs_sizing(path: Path, cfg: EnvironmentConfig) -> None:
         model,
         cfg.ecs.instance_type,
         dtype=m.dtype,
-        quantization=None if m.quantization == "none" else m.quantization,
+        quantization=m.quantization_method,
         kv_cache_dtype=m.kv_cache_dtype,
         max_model_len=m.max_model_len,
         tensor_parallel_size=m.tensor_parallel_size,
@@ -644,7 +650,7 @@ def check_sagemaker(path: Path, cfg: EnvironmentConfig) -> None:
         model,
         instance,
         dtype=m.dtype,
-        quantization=None if m.quantization == "none" else m.quantization,
+        quantization=m.quantization_method,
         # The TGI container is not given model.kv_cache_dtype: size its KV cache as it runs it.
         kv_cache_dtype="auto" if sm.container == "tgi" else m.kv_cache_dtype,
         max_model_len=m.max_model_len,

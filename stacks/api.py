@@ -19,6 +19,8 @@ from llmhost import parameters
 from llm_hosting_constructs.front_door import CustomDomainProps, LlmFrontDoor, TenantPlan
 from llm_hosting_constructs.waf import RegionalWebAcl
 from llmhost import outputs
+from stacks import derived
+from stacks.network import NetworkStack
 
 
 @dataclass(frozen=True)
@@ -45,20 +47,24 @@ class ApiSettings:
     """
 
     tenants: Sequence[TenantPlan]
-    api_name: str
-    stage_name: str
+    api_name: str = derived("llm-hosting-<env>")
+    stage_name: str = derived("the environment's name")
     rate_limit: float
     burst_limit: int
     stream_timeout_seconds: int
     access_log_retention: logs.RetentionDays
     waf_rate_limit: int | None
-    backend_key_field: str | None = None
+    backend_key_field: str | None = derived(
+        "the front door's key id in the gateway's keys secret (app.py FRONTDOOR_KEY_ID)", default=None
+    )
     domain_name: str | None = None
     certificate_arn: str | None = None
     hosted_zone_id: str | None = None
     hosted_zone_name: str | None = None
-    tenant_key_map_parameter_name: str | None = None
-    backend_host: str | None = None
+    tenant_key_map_parameter_name: str | None = derived(
+        "SSM parameter of the tenants' key ids (front_door.TENANT_KEY_MAP_PARAMETER)", default=None
+    )
+    tls_host_name: str | None = None
 
 
 class ApiStack(Stack):
@@ -73,8 +79,7 @@ class ApiStack(Stack):
         scope: Construct,
         id_: str,
         *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        network: NetworkStack,
         backend: AlbBackend,
         backend_key_secret: secretsmanager.ISecret | None,
         settings: ApiSettings,
@@ -83,6 +88,7 @@ class ApiStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        vpc, subnets = network.vpc, network.workload_subnets
         s = settings
         custom_domain = None
         if s.domain_name and s.certificate_arn:
@@ -109,7 +115,7 @@ class ApiStack(Stack):
             load_balancer_arn=read(backend.load_balancer_arn_parameter),
             # With a TLS host name the front door calls that name, so the ALB's DNS name is never read
             # (an unused SSM-typed template parameter would be cfn-lint W2001).
-            load_balancer_dns_name=read(backend.dns_name_parameter) if s.backend_host is None else None,
+            load_balancer_dns_name=read(backend.dns_name_parameter) if s.tls_host_name is None else None,
             security_group_id=alb_security_group_id,
             security_group_allows_all_outbound=False,
         )
@@ -124,7 +130,7 @@ class ApiStack(Stack):
             load_balancer=load_balancer,
             backend_protocol="https" if backend.https else "http",
             backend_port=backend.port,
-            backend_host=s.backend_host,
+            tls_host_name=s.tls_host_name,
             tenants=s.tenants,
             api_name=s.api_name,
             stage_name=s.stage_name,

@@ -13,6 +13,7 @@ from llm_hosting_constructs.alerting import AlarmTopic
 from llm_hosting_constructs.dashboard import OnCallDashboard
 from llm_hosting_constructs.signals import ServiceSignals
 from llmhost import outputs
+from stacks import derived
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,10 @@ class MonitoringSettings:
     capacity the alarms expect). ``name_prefix`` names the alarms and the dashboard."""
 
     alarm_emails: Sequence[str]
-    name_prefix: str
+    name_prefix: str = derived("llm-hosting-<env>")
     thresholds: AlarmThresholds
-    min_healthy_hosts: int
-    scales_to_zero: bool
+    min_healthy_hosts: int = derived("ecs.min_capacity (0 without the ECS backend)")
+    scales_to_zero: bool = derived("ecs.off_hours is set")
 
 
 class MonitoringStack(Stack):

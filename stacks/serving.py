@@ -34,6 +34,8 @@ from llm_hosting_constructs.internal_alb import InternalAlb
 from llm_hosting_constructs.prewarm import ModelCacheFill, ModelPrewarm
 from llm_hosting_constructs.vllm import VllmSettings, vllm_environment, vllm_serve_args
 from llmhost import outputs
+from stacks import derived
+from stacks.network import NetworkStack
 from stacks.model_cache import ModelCacheStack
 
 
@@ -43,33 +45,37 @@ class ServingSettings:
 
     instance_type: str
     vllm_image: str
-    vllm: VllmSettings
+    vllm: VllmSettings = derived("vLLM's flags, from model: and ecs: (VllmSettings)")
     hf_hub_offline: bool
-    task_cpu_units: int
-    task_memory_mib: int
+    cpu_units: int = derived("the whole GPU host as ECS registers it (config.schema.ecs_task_resources)")
+    memory_mib: int = derived("the whole GPU host as ECS registers it (config.schema.ecs_task_resources)")
     min_capacity: int
     desired_capacity: int
     max_capacity: int
     root_volume_gib: int
-    alb_idle_timeout_s: int
-    deregistration_delay_s: int
+    alb_idle_timeout_seconds: int
+    deregistration_delay_seconds: int = derived(
+        "api.stream_timeout_seconds: a draining target keeps its longest stream"
+    )
     certificate_arn: str | None
-    health_check_grace_period_s: int
-    requests_per_target: int
-    queue_depth_threshold: int
+    health_check_grace_period_seconds: int
+    scale_requests_per_target: int
+    scale_queue_depth: int
     off_hours: OffHours | None
-    metrics_service_name: str
-    gateway_environment: Mapping[str, str]
-    gateway_asset_dir: str
-    prewarm_script: str
+    metrics_service_name: str = derived("the EMF Service dimension, llm-hosting-<env>")
+    gateway_environment: Mapping[str, str] = derived("the gateway container's environment (contract.ENV_*)")
+    gateway_asset_dir: str = derived("the gateway's source in this repository")
+    prewarm_script: str = derived("the pre-warm script in this repository")
     log_retention: logs.RetentionDays
-    deletion_protection: bool
-    stop_timeout_s: int = 120
-    cloudwatch_agent_config: Mapping[str, Any] | None = None
-    prewarm_source_s3_uri: str | None = None
+    deletion_protection: bool = derived("retain_stateful")
+    stop_timeout_seconds: int = derived("ECS's maximum, 120 s: the gateway drains within it", default=120)
+    cloudwatch_agent_config: Mapping[str, Any] | None = derived(
+        "the GPU metrics the agent collects (gpu_metrics.agent_config)", default=None
+    )
+    model_s3_uri: str | None = None
     affinity: str = "off"  # off | prefix | conversation (llm_hosting_constructs.affinity)
-    affinity_namespace: str = "llm-hosting.internal"
-    managed_termination_protection: bool = True
+    affinity_namespace_name: str = derived("Cloud Map namespace <service>.internal", default="llm-hosting.internal")
+    managed_termination_protection: bool = derived("retain_stateful", default=True)
 
 
 class ServingStack(Stack):
@@ -78,8 +84,7 @@ class ServingStack(Stack):
         scope: Construct,
         id_: str,
         *,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        network: NetworkStack,
         cache: ModelCacheStack,
         settings: ServingSettings,
         environment: str,
@@ -87,6 +92,7 @@ class ServingStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        vpc, subnets = network.vpc, network.workload_subnets
         s = settings
         self.metrics_service_name = s.metrics_service_name
         self.served_model_name = s.vllm.served_model_name
@@ -103,7 +109,7 @@ class ServingStack(Stack):
             # One spare host so a rolling deployment at max_capacity can still start its new task.
             max_instances=s.max_capacity + 1,
             root_volume_gib=s.root_volume_gib,
-            container_stop_timeout=Duration.seconds(s.stop_timeout_s),
+            container_stop_timeout=Duration.seconds(s.stop_timeout_seconds),
             cloudwatch_agent_config=s.cloudwatch_agent_config,
             managed_termination_protection=s.managed_termination_protection,
         )
@@ -132,9 +138,9 @@ class ServingStack(Stack):
             gateway_environment=s.gateway_environment,
             gateway_secrets={contract.ENV_API_KEYS: api_keys},
             gateway_healthcheck_command=contract.CONTAINER_HEALTHCHECK_COMMAND,
-            cpu_units=s.task_cpu_units,
-            memory_mib=s.task_memory_mib,
-            stop_timeout=Duration.seconds(s.stop_timeout_s),
+            cpu_units=s.cpu_units,
+            memory_mib=s.memory_mib,
+            stop_timeout=Duration.seconds(s.stop_timeout_seconds),
             log_retention=s.log_retention,
             log_key=cache.key,
             log_removal_policy=removal_policy,
@@ -161,8 +167,8 @@ class ServingStack(Stack):
             subnets=subnets,
             target_port=contract.GATEWAY_PORT,
             health_check_path=contract.HEALTH_PATH,
-            idle_timeout=Duration.seconds(s.alb_idle_timeout_s),
-            deregistration_delay=Duration.seconds(s.deregistration_delay_s),
+            idle_timeout=Duration.seconds(s.alb_idle_timeout_seconds),
+            deregistration_delay=Duration.seconds(s.deregistration_delay_seconds),
             certificate_arn=s.certificate_arn,
             access_log_bucket=cache.access_log_bucket,
             deletion_protection=s.deletion_protection,
@@ -192,17 +198,17 @@ class ServingStack(Stack):
             target_group=self.target_group,
             container_name=task.gateway.container_name,
             container_port=contract.GATEWAY_PORT,
-            desired_count=s.desired_capacity,
+            desired_capacity=s.desired_capacity,
             min_capacity=s.min_capacity,
             max_capacity=s.max_capacity,
-            requests_per_target=s.requests_per_target,
+            scale_requests_per_target=s.scale_requests_per_target,
             queue_depth=QueueDepthMetric(
                 namespace=contract.METRICS_NAMESPACE,
                 metric_name=contract.METRIC_QUEUE_DEPTH,
                 dimensions=self.metric_dimensions(),
             ),
-            queue_depth_threshold=s.queue_depth_threshold,
-            health_check_grace_period=Duration.seconds(s.health_check_grace_period_s),
+            scale_queue_depth=s.scale_queue_depth,
+            health_check_grace_period=Duration.seconds(s.health_check_grace_period_seconds),
             off_hours=s.off_hours,
             auto_scaling_group=self.auto_scaling_group,
         )
@@ -219,7 +225,7 @@ class ServingStack(Stack):
             self.affinity = GatewayAffinity(
                 self, "Affinity", vpc=vpc, service=self.service, security_group=self.service_security_group,
                 gateway_container=task.gateway, gateway_port=contract.GATEWAY_PORT, mode=s.affinity,  # type: ignore[arg-type]
-                namespace_name=s.affinity_namespace,
+                namespace_name=s.affinity_namespace_name,
                 env_names=AffinityEnvNames(
                     mode=contract.ENV_AFFINITY, dns_name=contract.ENV_AFFINITY_DNS_NAME,
                     port=contract.ENV_AFFINITY_PORT, max_queue=contract.ENV_AFFINITY_MAX_QUEUE,
@@ -240,7 +246,7 @@ class ServingStack(Stack):
             log_retention=s.log_retention,
             log_key=cache.key,
             log_removal_policy=removal_policy,
-            source_s3_uri=s.prewarm_source_s3_uri,
+            model_s3_uri=s.model_s3_uri,
         )
         self.prewarm = prewarm
         # The first deploy (and every model or revision change) fills the cache before the service

@@ -55,7 +55,7 @@ done
 # context of the Llama-3-8B config.
 (cd "$KIT/repo" && PYTHONPATH=/root/gw PYTHONUNBUFFERED=1 python3 bench/affinity/run.py --engine urls \
   --urls http://127.0.0.1:8000,http://127.0.0.1:8001 --model m --vocab gpu \
-  --conversations "$CONVS" --turns 6 --system-words 1000 --doc-words 4400 --turn-words 300 --reply-words 200 \
+  --profiles doc --conversations "$CONVS" --turns 6 --system-words 1000 --doc-words 4400 --turn-words 300 --reply-words 200 \
   --max-tokens 32 --concurrency 16 --rounds "$ROUNDS" --hop-requests 150 \
   --log-dir /root/logs/affinity --out "$OUT/gpu-affinity.json") 2>&1 | tee "$OUT/run.log"
 mark "bench done"

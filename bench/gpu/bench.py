@@ -374,7 +374,7 @@ def main() -> int:
     ap.add_argument("--label", default="Llama-3-8B shape, bf16, TP 1")
     ap.add_argument("--arrivals", default=",".join(ARRIVALS))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
-    ap.add_argument("--rounds", type=int, default=6, help="rounds per cell (each runs every target once)")
+    ap.add_argument("--rounds", type=int, default=6, help="rounds per cell (each runs every target once; 0: only the one-token calls)")
     ap.add_argument("--requests-per-worker", type=int, default=1)
     ap.add_argument("--stagger-s", type=float, default=2.0, help="staggered arrivals: worker starts spread over this")
     ap.add_argument("--prompt-words", type=int, default=256)
@@ -408,9 +408,9 @@ def main() -> int:
         cells: list[dict[str, Any]] = []
         bodies = bodies_for(a.model, a.prompt_words, a.max_tokens, True)
         with mp.get_context("fork").Pool(8) as pool:
-            for url in targets.values():  # warm every path (pools, CUDA graphs for the batch sizes used)
+            for url in targets.values() if a.rounds else ():  # warm every path (pools, CUDA graphs for the batch sizes used)
                 run_round(pool, url + "/v1/chat/completions", bodies, 16, 1, 0.0)
-            for arrivals in a.arrivals.split(","):
+            for arrivals in a.arrivals.split(",") if a.rounds else ():
                 stagger = a.stagger_s if arrivals == "staggered" else 0.0
                 for conc in map(int, a.concurrency.split(",")):
                     rounds = []

@@ -19,7 +19,10 @@ import yaml
 from tests.cfn import CDK_ENV, CONFIG_DIR_ENV, ROOT
 
 SNAPSHOT_DIR_ENV = "LLMHOST_TEST_SNAPSHOT_DIR"
-NEW = "qa"
+# The new environment's name: "qa" unless config/ already has one (as README's example suggests adding).
+# Its snapshots go to a temporary directory, yet `--snapshot-update` there deletes the repository's
+# snapshots of the same test ids as unused: a committed qa environment would lose them.
+NEW = next(n for n in ("qa", *(f"qa{i}" for i in range(2, 100))) if not (ROOT / "config" / f"{n}.yaml").exists())
 
 
 def config_dir_with_new_env(tmp_path: Path, *, committed: bool) -> Path:
@@ -89,3 +92,25 @@ def test_make_snapshots_writes_a_new_environment_and_a_change_names_stack_and_re
         for line in lines
     ), failed.stdout[-4000:]
     assert "if intended, update the snapshots: make snapshots" in failed.stdout
+
+
+
+def test_make_snapshots_after_a_failed_synth_deletes_no_snapshot(tmp_path: Path) -> None:
+    """A config that fails synth: `make snapshots` fails and leaves the stored snapshots alone (syrupy
+    would otherwise delete every snapshot of the tests it ran that asserted nothing, i.e. all of them)."""
+    name = "broken-snapshot-probe"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / f"{name}.yaml").write_text(f"name: {name}\n")  # fails validation: synth exits 1 at once
+    # Where the snapshots of a run without $LLMHOST_TEST_SNAPSHOT_DIR live; removed again below.
+    stored = (
+        ROOT / "tests/gates/__snapshots__/test_snapshots" / f"test_stacks_match_snapshots[{name}][{name}-network].json"
+    )
+    stored.write_text("{}")
+    try:
+        env = {CONFIG_DIR_ENV: str(config)}
+        result = run("make", "-o", "install", "-o", ".venv/.stamp-dev", "snapshots", env=env)
+        assert result.returncode != 0 and "config error: " in result.stdout, result.stdout[-3000:]
+        assert stored.exists()
+    finally:
+        stored.unlink(missing_ok=True)

@@ -237,3 +237,10 @@ def test_valid_off_hours_crons_are_accepted(tmp_path: Path, cron: str) -> None:
     assert cfg.ecs is not None and cfg.ecs.off_hours is not None
     assert cfg.ecs.off_hours.scale_down_cron == cron
     assert len(unix_cron(cron).split()) == 5
+
+
+@pytest.mark.parametrize("configured,method", [("none", None), ("fp8", "fp8"), ("awq", "awq")])
+def test_quantization_method_is_none_for_none(configured: str, method: str | None) -> None:
+    """The one place `model.quantization: none` becomes "no method" for the sizing module and the containers."""
+    model = load_environment(CONFIG_DIR / "dev.yaml").model.model_copy(update={"quantization": configured})
+    assert model.quantization_method == method

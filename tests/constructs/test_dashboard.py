@@ -18,8 +18,9 @@ GATEWAY = GatewayMetricNames(
     ttft="TimeToFirstToken", latency="Latency", queue_depth="QueueDepth", in_flight="InFlight",
 )  # fmt: skip
 AFFINITY = AffinityMetricNames(
-    forwarded="Fwd", hit="Hit", prefix_cache_hits="PcHits", prefix_cache_queries="PcQueries", task_dimension="Task"
-)
+    forwarded="Fwd", hit="Hit", prefix_cache_hits="PcHits", prefix_cache_queries="PcQueries", task_dimension="Task",
+    prefix_cache_hit_rate="PcRate",
+)  # fmt: skip
 ROW = "## Conversation affinity"
 
 
@@ -66,8 +67,8 @@ def test_forwarded_and_owner_shares_are_averages_of_the_service() -> None:
 
 
 def test_prefix_cache_hit_rate_is_hits_over_queries_summed_over_the_service() -> None:
-    p = graph(widgets(dataclasses.replace(GATEWAY, affinity=AFFINITY)), "vLLM prefix-cache hit rate (")
-    (expr,) = [m[0] for m in p["metrics"] if "expression" in m[0]]
+    p = graph(widgets(dataclasses.replace(GATEWAY, affinity=AFFINITY)), "vLLM prefix-cache hit rate: service")
+    (expr,) = [m[0] for m in p["metrics"] if "expression" in m[0] and "SEARCH" not in m[0]["expression"]]
     inputs = {m[1]: m for m in p["metrics"] if "expression" not in m[0]}
     hits_id, queries_id = inputs["PcHits"][6]["id"], inputs["PcQueries"][6]["id"]
     assert expr["expression"] == f"{hits_id} / {queries_id}"
@@ -75,6 +76,17 @@ def test_prefix_cache_hit_rate_is_hits_over_queries_summed_over_the_service() ->
         # Only the service's dimension set: the per-task series are not summed in (no double counting).
         assert m[0] == "Gw" and dims(m) == {"Service": "svc", "Model": "m"}
         assert m[6]["stat"] == "Sum" and m[6]["visible"] is False
+
+
+def test_prefix_cache_hit_rate_has_one_line_per_task_beside_the_service_line() -> None:
+    p = graph(widgets(dataclasses.replace(GATEWAY, affinity=AFFINITY)), "vLLM prefix-cache hit rate: service")
+    searches = [m[0] for m in p["metrics"] if isinstance(m[0], dict) and "SEARCH" in m[0].get("expression", "")]
+    # A search over the Task dimension (tasks come and go with their IPs): one series per task, the
+    # Average of the gateway's per-poll ratios, on the same 0..1 axis as the service's rate.
+    assert [q["expression"] for q in searches] == [
+        "SEARCH('Namespace=\"Gw\" MetricName=\"PcRate\" Service=\"svc\" Model=\"m\" Task', 'Average', 300)"
+    ]
+    assert p["yAxis"]["left"] == {"min": 0, "max": 1}
 
 
 def test_prefix_cache_tokens_per_task_search_the_task_dimension() -> None:

@@ -278,8 +278,8 @@ def test_no_tenant_key_map_unless_named(template: dict) -> None:
 
 def test_https_backend_needs_the_certificates_host_name() -> None:
     s, props = parts()
-    with pytest.raises(ValueError, match="backend_host"):
+    with pytest.raises(ValueError, match="tls_host_name"):
         LlmFrontDoor(s, "FrontDoor", backend_protocol="https", backend_port=443, **props)
-    LlmFrontDoor(s, "Ok", backend_protocol="https", backend_port=443, backend_host="alb.example.com", **props)
+    LlmFrontDoor(s, "Ok", backend_protocol="https", backend_port=443, tls_host_name="alb.example.com", **props)
     uris = {m["Properties"]["Integration"]["Uri"] for m in resources(Template.from_stack(s).to_json(), "AWS::ApiGateway::Method").values()}
     assert all(u.startswith("https://alb.example.com:443/{seg0}") for u in uris)

@@ -130,7 +130,7 @@ def test_encrypted_weights_bucket_key_may_decrypt() -> None:
         ({"instance_type": "g5.2xlarge"}, "not a SageMaker type"),
         ({"instance_count": 0}, "at least 1"),
         ({"endpoint_name": "bad_name"}, "endpoint_name"),
-        ({"data_capture_percent": 0}, "1..100"),
+        ({"data_capture_sampling_percentage": 0}, "1..100"),
     ],
 )
 def test_contradictory_props_are_rejected(overrides: dict, message: str) -> None:

@@ -18,6 +18,7 @@ from llm_hosting_constructs.gpu_cluster import GpuCluster
 from llm_hosting_constructs.inference_service import InferenceService, OffHours, QueueDepthMetric, unix_cron
 from llm_hosting_constructs.inference_task import InferenceTask
 from llm_hosting_constructs.internal_alb import InternalAlb
+from llm_hosting_constructs.log_groups import access_log_bucket
 from llm_hosting_constructs.model_cache import ModelCache
 from llm_hosting_constructs.prewarm import FILL_TIMEOUT, ModelCacheFill, ModelPrewarm
 from llm_hosting_constructs.serving_secrets import ServingSecrets
@@ -133,7 +134,7 @@ def test_model_cache_defaults_retain_and_grant_read_only_mount() -> None:
 def test_existing_hf_token_is_referenced_not_created() -> None:
     s, vpc = stack()
     cache = ModelCache(s, "C", vpc=vpc, subnets=PRIVATE)
-    secrets = ServingSecrets(s, "Sec", key=cache.key, existing_hf_token_secret_name="team/hf-token")
+    secrets = ServingSecrets(s, "Sec", key=cache.key, hf_token_secret_name="team/hf-token")
     assert secrets.hf_token is not None and "team/hf-token" in secrets.hf_token.secret_arn
     descriptions = [r["Properties"]["Description"] for r in Template.from_stack(s).find_resources("AWS::SecretsManager::Secret").values()]
     assert len(descriptions) == 1 and "Gateway API keys" in descriptions[0]
@@ -143,7 +144,7 @@ def test_blank_hf_token_name_is_rejected() -> None:
     s, vpc = stack()
     cache = ModelCache(s, "C", vpc=vpc, subnets=PRIVATE)
     with pytest.raises(ValueError, match="blank"):
-        ServingSecrets(s, "Sec", key=cache.key, existing_hf_token_secret_name=" ")
+        ServingSecrets(s, "Sec", key=cache.key, hf_token_secret_name=" ")
 
 
 # --------------------------------------------------------------------------- GpuCluster
@@ -254,6 +255,24 @@ def test_internal_alb_access_logs_when_given_a_bucket() -> None:
     assert attrs["access_logs.s3.enabled"] == "true"
 
 
+def test_access_log_bucket_is_what_alb_log_delivery_accepts_and_nothing_public() -> None:
+    s, _ = stack()
+    bucket = access_log_bucket(s, "AlbAccessLogs", removal_policy=cdk.RemovalPolicy.DESTROY)
+    assert bucket.node.path == "S/AlbAccessLogs"  # in the caller's scope: its logical id is the caller's to keep
+    (props,) = [r["Properties"] for r in Template.from_stack(s).find_resources("AWS::S3::Bucket").values()]
+    # SSE-S3: "the only server-side encryption option that's supported is Amazon S3-managed keys (SSE-S3)"
+    # ("Enable access logs for your Application Load Balancer",
+    # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html).
+    rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert rule == {"SSEAlgorithm": "AES256"}
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    (lifecycle,) = props["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["ExpirationInDays"] == 365 and lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    skips = bucket.node.default_child.get_metadata("checkov")["skip"]  # type: ignore[union-attr]
+    assert [s_["id"] for s_ in skips] == ["CKV_AWS_18"]
+
+
 # --------------------------------------------------------------------------- InferenceService
 
 
@@ -264,9 +283,9 @@ def service_kwargs(s: cdk.Stack, vpc: ec2.Vpc, **overrides) -> dict:
     kwargs = dict(
         cluster=gpu.cluster, task_definition=task.task_definition, capacity_provider=gpu.capacity_provider,
         vpc=vpc, subnets=PRIVATE, target_group=alb.target_group, container_name="gateway", container_port=8080,
-        desired_count=1, min_capacity=1, max_capacity=2, requests_per_target=300,
+        desired_capacity=1, min_capacity=1, max_capacity=2, scale_requests_per_target=300,
         queue_depth=QueueDepthMetric("LlmHosting/Gateway", "QueueDepth", {"Service": "s", "Model": "m"}),
-        queue_depth_threshold=8, auto_scaling_group=gpu.auto_scaling_group,
+        scale_queue_depth=8, auto_scaling_group=gpu.auto_scaling_group,
     )  # fmt: skip
     kwargs.update(overrides)
     return kwargs
@@ -276,9 +295,9 @@ def service_kwargs(s: cdk.Stack, vpc: ec2.Vpc, **overrides) -> dict:
     "overrides,message",
     [
         ({"health_check_grace_period": cdk.Duration.seconds(300)}, "600..1200"),
-        ({"min_capacity": 3}, "min_capacity <= desired_count <= max_capacity"),
+        ({"min_capacity": 3}, "min_capacity <= desired_capacity <= max_capacity"),
         ({"off_hours": OffHours(), "auto_scaling_group": None}, "GPU hosts idle"),
-        ({"queue_depth_threshold": 0}, ">= 1"),
+        ({"scale_queue_depth": 0}, ">= 1"),
     ],
 )
 def test_inference_service_rejects_contradictory_props(overrides: dict, message: str) -> None:
@@ -398,7 +417,7 @@ def test_prewarm_rejects_a_malformed_s3_source() -> None:
     with pytest.raises(ValueError, match="s3://bucket/prefix/"):
         ModelPrewarm(s, "P", vpc=vpc, subnets=PRIVATE, image=ecs.ContainerImage.from_registry("x:1"), script="x",
                      model_id="o/m", revision=SHA, hf_token=secrets.hf_token, model_cache=cache,
-                     source_s3_uri="s3://bucket/no-slash")  # fmt: skip
+                     model_s3_uri="s3://bucket/no-slash")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- ModelCacheFill (deploy-time pre-warm)

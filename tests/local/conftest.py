@@ -9,25 +9,18 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import shutil
-import time
+import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.engine import free_port
-from tools.local.smoke import CHECKS
+from tools.local import smoke
+from tools.local.smoke import Outcome
 from tools.local.stack import Endpoint, LocalStack, Ports
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    detail: str
-    seconds: float
 
 
 class Runner:
@@ -51,21 +44,41 @@ class Runner:
         key = (str(cdk_out), env)
         if key not in self.cache:
             ep = self.start(cdk_out, env)
-            results = {}
-            for name in names or list(CHECKS):
-                t0 = time.monotonic()
-                try:
-                    results[name] = Outcome(True, CHECKS[name](ep), time.monotonic() - t0)
-                except Exception as exc:  # noqa: BLE001 - each outcome is asserted by its own test
-                    results[name] = Outcome(False, f"{type(exc).__name__}: {exc}"[:400], time.monotonic() - t0)
-            self.cache[key] = results
+            self.cache[key] = {o.name: o for o in smoke.run(ep, names)}
         return self.cache[key]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the local stack start the vLLM CPU engine too (the stack makes its own tiny model):
+    the same `vllm` marker as the tests on the engine fixture, so `make test-infra` leaves them out."""
+    for item in items:
+        if "local_runner" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vllm)
+
+
+def listening_ports(n: int) -> list[int]:
+    """``n`` free ports below the kernel's ephemeral range. The stack binds each again whenever it
+    restarts that component for the next environment; a port from the ephemeral range (``bind(0)``)
+    can meanwhile be taken as the local end of any outbound connection on the machine (seen: the front
+    door's, between two environments: "address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports: list[int] = []
+    for port in random.sample(range(max(1024, low - 12_000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports below {low}")
 
 
 @pytest.fixture(scope="session")
 def local_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     work = tmp_path_factory.mktemp("local-stack")
-    stack = LocalStack(work, work, Ports(free_port(), free_port(), free_port()))
+    stack = LocalStack(work, work, Ports(*listening_ports(3)))
     try:
         yield Runner(stack)
     finally:

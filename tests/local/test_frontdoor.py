@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tools.local.frontdoor import MappingError, TokenBucket, build_app, integration_request
+from tools.local.frontdoor import RUNNER_OPTIONS, MappingError, TokenBucket, build_app, integration_request
 
 KEY = "tenant-key"
 
@@ -177,6 +177,57 @@ def test_streaming_route_passes_chunks_as_they_arrive() -> None:
 
     arrivals = run([method("/stream", streaming=True)], scenario)
     assert len(arrivals) >= 3 and arrivals[0] < 0.3 and arrivals[-1] > 0.7  # the first chunk came before the last was sent
+
+
+class SilentStream(asyncio.Protocol):
+    """A backend that answers a stream's headers, then sends nothing (a request waiting in vLLM's
+    queue), and notes when its client's connection ends."""
+
+    def __init__(self, closed: list[float]) -> None:
+        self.closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if b"\r\n\r\n" in data:
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            self.transport.write(b"8\r\ndata: 0\n\r\n")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.append(time.monotonic())
+
+
+def test_a_client_that_leaves_a_silent_stream_closes_the_backend_connection() -> None:
+    """As ``serve`` runs it: the client's close cancels the handler, which closes the connection to the
+    backend at once, though the backend has nothing to send (aiohttp would otherwise notice the client
+    only at the next write, and the gateway and vLLM would keep the request)."""
+
+    async def main() -> float:
+        closed: list[float] = []
+        backend = await asyncio.get_running_loop().create_server(lambda: SilentStream(closed), "127.0.0.1", 0)
+        runner = web.AppRunner(build_app(spec(f"http://127.0.0.1:{backend.sockets[0].getsockname()[1]}", [method("/stream", streaming=True)])), **RUNNER_OPTIONS)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"http://127.0.0.1:{port}/dev/stream", headers={"x-api-key": KEY}) as r:
+                    assert await r.content.readline() == b"data: 0\n"
+            left = time.monotonic()  # the response was not read to its end: the connection is closed
+            for _ in range(100):
+                if closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert closed, "the front door kept its backend connection 2 s after the client left"
+            return closed[0] - left
+        finally:
+            await runner.cleanup()
+            backend.close()
+
+    assert asyncio.run(main()) < 0.5
 
 
 def test_usage_plan_burst_then_rate() -> None:

@@ -8,14 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 
+from llm_hosting_constructs.schedule import OffHours
 from llmhost import cost
 from llmhost.errors import LlmhostError
 
 PRICES = cost.load_prices()
 P = PRICES.data
-WEEKDAYS_7_TO_19 = cost.Schedule("0 19 ? * MON-FRI *", "0 7 ? * MON-FRI *")
+WEEKDAYS_7_TO_19 = OffHours(scale_down_cron="0 19 ? * MON-FRI *", scale_up_cron="0 7 ? * MON-FRI *")
 WEEKS_PER_MONTH = 730 / 168
 
 
@@ -51,21 +53,25 @@ def test_schedule_hours() -> None:
     assert cost.on_hours_per_week(None) == 168
     assert cost.on_hours_per_week(WEEKDAYS_7_TO_19) == 5 * 12
     # Down every evening at 22:00, up every morning at 06:00: 16 h a day.
-    assert cost.on_hours_per_week(cost.Schedule("0 22 ? * * *", "0 6 ? * * *")) == 7 * 16
+    assert cost.on_hours_per_week(OffHours(scale_down_cron="0 22 ? * * *", scale_up_cron="0 6 ? * * *")) == 7 * 16
     # Off for the weekend only: down Friday 20:00, up Monday 06:00 (AWS day numbers: 6 = FRI, 2 = MON).
-    assert cost.on_hours_per_week(cost.Schedule("0 20 ? * 6 *", "0 6 ? * 2 *")) == 168 - (4 + 48 + 6)
+    assert cost.on_hours_per_week(OffHours(scale_down_cron="0 20 ? * 6 *", scale_up_cron="0 6 ? * 2 *")) == 168 - (4 + 48 + 6)
     assert cost.scale_ups_per_week(WEEKDAYS_7_TO_19) == 5
 
 
 def test_unreadable_schedule_is_one_line() -> None:
+    # Valid AWS cron, but monthly (day-of-month 1) or at several hours: not a weekly schedule.
     with pytest.raises(LlmhostError, match="weekly schedules"):
-        cost.on_hours_per_week(cost.Schedule("0 19 1 * ? *", "0 7 ? * MON-FRI *"))
-    with pytest.raises(LlmhostError, match="day-of-week 'MOX-FRI'"):
-        cost.on_hours_per_week(cost.Schedule("0 19 ? * MOX-FRI *", "0 7 ? * MON-FRI *"))
+        cost.on_hours_per_week(OffHours(scale_down_cron="0 19 1 * ? *", scale_up_cron="0 7 ? * MON-FRI *"))
+    with pytest.raises(LlmhostError, match="weekly schedules"):
+        cost.on_hours_per_week(OffHours(scale_down_cron="0 19,21 ? * MON-FRI *", scale_up_cron="0 7 ? * MON-FRI *"))
+    # An invalid cron never reaches the cost model: the off-hours shape the config uses rejects it.
+    with pytest.raises(pydantic.ValidationError, match="day-of-week 'MOX-FRI'"):
+        OffHours(scale_down_cron="0 19 ? * MOX-FRI *")
 
 
 def test_gpu_hours_with_the_dev_schedule() -> None:
-    lines = cost.self_hosted_lines(_deployment(schedule=WEEKDAYS_7_TO_19), cost.Traffic(0, 0, 0), PRICES)
+    lines = cost.self_hosted_lines(_deployment(off_hours=WEEKDAYS_7_TO_19), cost.Traffic(0, 0, 0), PRICES)
     # 60 h a week × 730/168 weeks × $0.9776
     assert _line(lines, "GPU instances") == pytest.approx(60 * 730 / 168 * 0.9776) == pytest.approx(254.87, abs=0.01)
     assert _line(lines, "EBS root") == pytest.approx(200 * 0.08 * 60 / 168)
@@ -112,7 +118,7 @@ def test_sagemaker_endpoint_runs_all_month() -> None:
             ecs_instance_type=None,
             sagemaker_instance_type="ml.g5.2xlarge",
             sagemaker_instances=2,
-            sagemaker_schedule=WEEKDAYS_7_TO_19,
+            sagemaker_off_hours=WEEKDAYS_7_TO_19,
         ),
         cost.Traffic(0, 0, 0),
         PRICES,
@@ -150,7 +156,7 @@ def test_fleet_grows_with_traffic_when_a_throughput_is_given() -> None:
     assert cost.ecs_instances_needed(d, traffic, 1000) == math.ceil(1_000_000 * 200 / 86_400 / 1000) == 3
     assert cost.ecs_instances_needed(d, traffic, None) == 1
     # With the dev schedule a week's traffic lands in its 60 serving hours: 7 × 2e8 / 216,000 s = 6,481 tokens/s.
-    assert cost.ecs_instances_needed(_deployment(schedule=WEEKDAYS_7_TO_19), traffic, 1000) == 7
+    assert cost.ecs_instances_needed(_deployment(off_hours=WEEKDAYS_7_TO_19), traffic, 1000) == 7
     est = cost.estimate(d, traffic, PRICES, cost.ApiPrice("x", 1, 1), instance_output_tps=1000)
     assert est.ecs_instances == 3
     assert any("needs 3 instances but max_capacity is 2" in n for n in est.notes)

@@ -43,13 +43,6 @@ def test_stateful_logical_ids_are_pinned_and_retained_where_configured(templates
         assert t["Resources"][logical_id]["DeletionPolicy"] == ("Retain" if retained else "Delete")
 
 
-def test_termination_protection_where_stateful_resources_are_retained(cdk_out) -> None:
-    for env in ECS_ENVS:
-        manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
-        (stack,) = [a for a in manifest["artifacts"].values() if a.get("displayName") == f"{env}/{outputs.MODEL_CACHE}"]
-        assert stack["properties"].get("terminationProtection", False) == CONFIG[env]["retain_stateful"]
-
-
 @pytest.mark.parametrize("env", ECS_ENVS)
 def test_efs_is_encrypted_with_the_rotating_customer_managed_key(templates: dict, env: str) -> None:
     fs = file_system(templates, env)["Properties"]

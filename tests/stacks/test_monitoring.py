@@ -198,4 +198,7 @@ def test_dashboard_shows_affinity_where_it_is_on(templates: dict, env: str) -> N
         assert "hits / queries" in body
         searches = re.findall(r"SEARCH\(.*?\)", body.replace('\\\\\\"', '"'))
         task_searches = [q for q in searches if f" {contract.DIMENSION_TASK}'" in q]
-        assert len(task_searches) == 2 and all(f'Service="llm-hosting-{env}' in q for q in task_searches)
+        assert len(task_searches) == 3 and all(f'Service="llm-hosting-{env}' in q for q in task_searches)
+        # the per-task hit-rate line reads the metric the gateway emits per task (contract name)
+        rate = f'MetricName="{contract.METRIC_PREFIX_CACHE_HIT_RATE}"'
+        assert [q for q in task_searches if rate in q and "'Average', 300" in q]

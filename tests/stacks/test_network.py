@@ -97,13 +97,6 @@ def test_tags_from_config_reach_resources(templates: dict, env: str) -> None:
     assert vpc_tags["environment"] == env
 
 
-def test_termination_protection_only_where_stateful_resources_are_retained(cdk_out) -> None:
-    for env in ENVIRONMENTS:
-        manifest = json.loads((cdk_out / f"assembly-{env}" / "manifest.json").read_text())
-        (stack,) = [a for a in manifest["artifacts"].values() if a.get("displayName") == f"{env}/network"]
-        assert stack["properties"].get("terminationProtection", False) == CONFIG[env]["retain_stateful"]
-
-
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_flow_log_key_serves_only_this_regions_logs_for_this_accounts_groups(templates: dict, env: str) -> None:
     statements = only(network(templates, env), "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]

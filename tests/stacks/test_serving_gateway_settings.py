@@ -23,7 +23,7 @@ def test_gateway_gets_the_stage_prefix_tenants_and_a_drain_inside_the_stop_timeo
     assert env[contract.ENV_FRONTDOOR_KEY_ID] == FRONTDOOR_KEY_ID
     assert env[contract.ENV_TENANT_NAMES_PARAMETER] == f"/llm-hosting/{cfg.name}/tenant-api-keys"
     assert json.loads(env[contract.ENV_TENANT_TOKENS_PER_MINUTE]) == {tenants[0].name: 5000}
-    assert int(env[contract.ENV_DRAIN_TIMEOUT_S]) + contract.SHUTDOWN_TAIL_S <= s.stop_timeout_s - 10
+    assert int(env[contract.ENV_DRAIN_TIMEOUT_S]) + contract.SHUTDOWN_TAIL_S <= s.stop_timeout_seconds - 10
     # the gateway accepts what the stack sets
     gw = Settings(**{k[len(contract.ENV_PREFIX):].lower(): v for k, v in env.items()})
     assert gw.path_prefix == f"/{cfg.name}" and gw.tenant_tokens_per_minute == {tenants[0].name: 5000}

@@ -13,6 +13,7 @@ and exits 1 if any check failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from .cfn import TemplateError
-from .smoke import CHECKS
+from . import smoke
 from .stack import REPO, Endpoint, LocalStack, Ports, StartError
 
 
@@ -39,14 +40,11 @@ def _parser() -> argparse.ArgumentParser:
 def run_checks(ep: Endpoint) -> list[str]:
     """Every smoke check, one line each; the names of those that failed."""
     failed = []
-    for name, check in CHECKS.items():
-        t0 = time.monotonic()
-        try:
-            detail, ok = check(ep), True
-        except Exception as exc:  # noqa: BLE001 - a failed check is reported, and the next one runs
-            detail, ok = f"{type(exc).__name__}: {exc}".splitlines()[0][:240], False
-            failed.append(name)
-        print(f"{'pass' if ok else 'FAIL'}  {name:<20} {time.monotonic() - t0:6.2f} s  {detail}", flush=True)
+    for o in smoke.run(ep):
+        if not o.ok:
+            failed.append(o.name)
+        detail = o.detail.splitlines()[0][:240] if o.detail else ""
+        print(f"{'pass' if o.ok else 'FAIL'}  {o.name:<20} {o.seconds:6.2f} s  {detail}", flush=True)
     return failed
 
 
@@ -57,6 +55,7 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)  # the terminal went away: stop as for Ctrl-C
     with tempfile.TemporaryDirectory(prefix=f"llmh-local-{args.env}-") as work:
         stack = LocalStack(args.cdk_out, Path(work), Ports(args.port, args.gateway_port, args.vllm_port))
         try:
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ready     OPENAI_BASE_URL={ep.openai_base_url}  x-api-key={key}  (tenant {tenant}; Ctrl-C stops)", flush=True)
             if args.command == "check":
                 failed = run_checks(ep)
-                print(f"{len(CHECKS) - len(failed)} of {len(CHECKS)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+                print(f"{len(smoke.CHECKS) - len(failed)} of {len(smoke.CHECKS)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
                 return 1 if failed else 0
             while all(c.alive() for c in stack.components()):
                 time.sleep(0.5)
@@ -81,10 +80,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             return 1
         finally:
+            # The components run in sessions of their own, out of reach of the terminal's signals: once
+            # stopping has begun, nothing may end this process before they are stopped (seen: on Ctrl-C
+            # make exits without waiting for this process, the terminal then hung up, and this process
+            # died mid-stop, leaving vLLM and the gateway running on their ports).
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
             running = [c.name for c in stack.components()]
             stack.stop_all()
             if running:
-                print(f"stopped   {', '.join(running)}", flush=True)
+                with contextlib.suppress(OSError):  # the terminal may be gone
+                    print(f"stopped   {', '.join(running)}", flush=True)
 
 
 if __name__ == "__main__":

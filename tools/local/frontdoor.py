@@ -283,10 +283,14 @@ def build_app(spec: dict[str, Any]) -> web.Application:
     return app
 
 
+RUNNER_OPTIONS: dict[str, Any] = {"handler_cancellation": True, "access_log": None}
+"""``handler_cancellation``: a client that goes away cancels its handler, which closes the upstream
+connection at once (the gateway, then vLLM, stop working on it), also while the upstream sends nothing
+(a request waiting in vLLM's queue); without it the handler only notices at its next write."""
+
+
 async def serve(spec: dict[str, Any], host: str, port: int) -> None:
-    # handler_cancellation: a client that goes away cancels its handler, which closes the upstream
-    # connection at once (the gateway, then vLLM, stop working on it).
-    runner = web.AppRunner(build_app(spec), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(build_app(spec), **RUNNER_OPTIONS)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     print(f"front door listening on http://{host}:{port}/{spec['stage']}/", flush=True)

@@ -11,13 +11,19 @@ call, a JSON schema), vLLM's structured outputs guarantee it, and ``auto`` is ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
+from prometheus_client.parser import text_string_to_metric_families
 
+from .frontdoor import TokenBucket
 from .stack import Endpoint
 
 MAX_TOKENS = 12
@@ -173,7 +179,7 @@ def json_schema(ep: Endpoint) -> str:
     content = r.choices[0].message.content or ""
     value = json.loads(content)
     assert value.get("city") in ("Paris", "Lima"), value
-    return content
+    return json.dumps(value)
 
 
 def responses(ep: Endpoint) -> str:
@@ -209,9 +215,93 @@ def missing_key(ep: Endpoint) -> str:
 def llmhost_smoke(ep: Endpoint) -> str:
     from llmhost.cli import run
 
-    code = run(["smoke", "--url", ep.stage_url, "--api-key", tenant_key(ep), "--model", ep.served_model, "--timeout", "60"])
-    assert code == 0, f"llmhost smoke exited {code}"
-    return "llmhost smoke passed"
+    out = io.StringIO()  # its table and error line: one line here, its failed rows if it fails
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = run(["smoke", "--url", ep.stage_url, "--api-key", tenant_key(ep), "--model", ep.served_model, "--timeout", "60"])
+    lines = [" ".join(line.replace("│", " ").split()) for line in out.getvalue().splitlines()]
+    assert code == 0, f"llmhost smoke exited {code}: " + " | ".join(line for line in lines if "FAIL" in line or "error" in line)
+    return "llmhost smoke passed: " + ", ".join(line.split()[0] for line in lines if " pass " in f" {line} ")
+
+
+# --------------------------------------------------------------------------- a client that leaves
+
+
+ABANDONED_MAX_TOKENS = 4000
+"""Far more than the engine generates while the check runs (about 1,000 tokens/s for one stream on the
+CPU engine here): the request is still generating when the client leaves."""
+ABORT_WITHIN_S = 1.0
+DISCONNECT_ATTEMPTS = 3
+
+
+def engine_metric(engine: httpx.Client, ep: Endpoint, sample: str) -> float:
+    """One vLLM sample, summed over its label sets for the served model, read from the engine's own port.
+    ``name[]`` has prometheus_client render only that sample: the whole page takes up to seconds to
+    render while the engine streams on 2 loaded cores, which is longer than the second measured."""
+    r = engine.get(ep.vllm_url + "/metrics", params={"name[]": sample})
+    r.raise_for_status()
+    values = [
+        s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if s.name == sample and s.labels.get("model_name") == ep.served_model
+    ]
+    assert values, f"vLLM's /metrics has no {sample} for model {ep.served_model!r}"
+    return sum(values)
+
+
+def _first_token(lines: Iterator[str]) -> bool:
+    """Read SSE lines until one carries generated text; False if the stream ends first."""
+    for line in lines:
+        if line.startswith("data: {"):
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                return True
+    return False
+
+
+def _abandoned_stream(ep: Endpoint, engine: httpx.Client) -> float | None:
+    """One client that leaves mid-stream: seconds from its leaving until vLLM's running requests read 0;
+    None when vLLM had already run the request to its end before the client left (nothing to abort).
+    Fails if vLLM finished the request after the client left, i.e. did not abort it."""
+    running, finished = "vllm:num_requests_running", "vllm:request_success_total"
+    body = {"model": ep.served_model, "messages": MESSAGES, "max_tokens": ABANDONED_MAX_TOKENS, "ignore_eos": True, "stream": True}
+    t0 = time.monotonic()
+    while engine_metric(engine, ep, running) > 0:
+        assert time.monotonic() - t0 < 10, "vLLM still runs an earlier request: nothing to measure against"
+        time.sleep(0.1)
+    finished_before = engine_metric(engine, ep, finished)  # every finish reason: vLLM counts none of a client's aborts
+    with _http(ep, **{"x-api-key": tenant_key(ep)}) as http, http.stream("POST", "v1/chat/completions", json=body) as r:
+        assert r.status_code == 200, f"{r.status_code} {r.read()[:200]!r}"
+        assert _first_token(r.iter_lines()), "the stream ended before its first token"
+    # Leaving the blocks closed the connection mid-stream.
+    t_left = time.monotonic()
+    if engine_metric(engine, ep, finished) > finished_before:
+        return None  # seen with CPU-bound processes beside it: all 4,000 tokens out before the client read one
+    while (n := engine_metric(engine, ep, running)) > 0:
+        assert time.monotonic() - t_left < 10, f"vLLM still runs {n:g} request(s) 10 s after the client left"
+        time.sleep(0.02)
+    seconds = time.monotonic() - t_left
+    done = engine_metric(engine, ep, finished) - finished_before
+    assert done == 0, f"vLLM finished {done:g} request(s) of {ABANDONED_MAX_TOKENS} tokens after the client left: it did not abort it"
+    return seconds
+
+
+def disconnect(ep: Endpoint) -> str:
+    """A client that goes away mid-stream: the front door, then the gateway, close their upstream
+    connections and vLLM aborts the request: its running requests are 0 within 1 s, and it did not
+    finish it. The precondition is the first token at the client (the request is then running, not
+    waiting in vLLM's queue); the measure ends when the engine's answer 0 arrives, so it includes the
+    read. Up to :data:`DISCONNECT_ATTEMPTS` clients, until one is within 1 s: on the shared 2-core machine
+    an answer now and then waits for the CPU longer than the abort takes, and a starved client may read
+    its first token only after vLLM has finished the request (docs/local.md); a request vLLM finishes
+    after the client left fails at once."""
+    times: list[float | None] = []
+    with httpx.Client(timeout=10) as engine:
+        while len(times) < DISCONNECT_ATTEMPTS and (not times or times[-1] is None or times[-1] > ABORT_WITHIN_S):
+            times.append(_abandoned_stream(ep, engine))
+    seen = ", ".join("finished before the client left" if t is None else f"{t:.2f} s" for t in times)
+    assert times[-1] is not None and times[-1] <= ABORT_WITHIN_S, f"no client left mid-stream with vLLM's running requests 0 within {ABORT_WITHIN_S:g} s: {seen}"
+    return f"running requests 0 after {seen}; aborted, not finished"
 
 
 def burst_429(ep: Endpoint) -> str:
@@ -236,7 +326,44 @@ CHECKS: dict[str, Callable[[Endpoint], str]] = {
     for f in (
         models, chat, chat_stream, completions, simple_chat, simple_chat_stream,
         tool_auto, tool_auto_stream, tool_named, tool_named_stream, json_schema, responses, responses_stream,
-        wrong_key, missing_key, llmhost_smoke, burst_429,
+        wrong_key, missing_key, llmhost_smoke, disconnect, burst_429,
     )
 }  # fmt: skip
 """In order; ``burst_429`` is last because it empties the tenant's bucket."""
+
+KEYED_REQUESTS: dict[str, int] = {"wrong_key": 0, "missing_key": 0, "llmhost_smoke": 3, "disconnect": DISCONNECT_ATTEMPTS, "burst_429": 0}
+"""Requests a check makes with the tenant's key, where not one: what its usage plan counts. ``burst_429``
+is meant to exceed it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+PACE_BURST_SHARE, PACE_RATE_SHARE = 0.5, 0.8
+"""The suite's share of the tenant's burst and rate: room for requests that reach the front door later
+than they were counted here (on a loaded machine, by tenths of a second)."""
+
+
+def run(ep: Endpoint, names: Sequence[str] | None = None) -> Iterator[Outcome]:
+    """The checks in order, each outcome as it comes; a failed check does not stop the next.
+
+    The suite keeps to the tenant's usage plan as a well-behaved client does: before each check it
+    waits until a token bucket smaller than the plan's (:data:`PACE_BURST_SHARE`) holds the requests the
+    check makes. Back to back, the checks can exceed dev's plan (5 requests/s, burst 10)."""
+    tenant = next(iter(ep.keys))
+    bucket = TokenBucket(ep.rate_limit[tenant] * PACE_RATE_SHARE, max(1, int(ep.burst_limit[tenant] * PACE_BURST_SHARE)))
+    for name in names or list(CHECKS):
+        for _ in range(KEYED_REQUESTS.get(name, 1)):
+            while not bucket.take():
+                time.sleep(1 / bucket.rate / 4)
+        t0 = time.monotonic()
+        try:
+            detail, ok = CHECKS[name](ep), True
+        except Exception as exc:  # noqa: BLE001 - a failed check is reported, and the next one runs
+            detail, ok = f"{type(exc).__name__}: {exc}", False
+        yield Outcome(name, ok, detail, time.monotonic() - t0)

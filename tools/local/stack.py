@@ -11,10 +11,12 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +83,8 @@ class Endpoint:
     """{tenant (usage plan name): key value}."""
     vllm_url: str
     served_model: str
+    rate_limit: dict[str, float]
+    """{tenant: the usage plan's rate limit, requests per second}."""
     burst_limit: dict[str, int]
     """{tenant: the usage plan's burst limit}."""
 
@@ -109,6 +113,23 @@ def _wait(component: Component, url: str, timeout_s: float, ok: set[int]) -> flo
             pass
         time.sleep(0.25)
     raise StartError(f"{component.name} not ready after {timeout_s:.0f} s:\n{component.tail()}")
+
+
+def require_free_port(name: str, url: str) -> None:
+    """Fail before starting a component whose port another process listens on: the readiness check
+    would take that process's answer for this one's (seen: a gateway and an engine left over from an
+    interrupted run answered "ready" for the new ones, and every keyed check got the old gateway's 401)."""
+    port = urllib.parse.urlsplit(url).port
+    with socket.socket() as s:
+        # As the servers bind: SO_REUSEADDR, so connections closing on the port (TIME_WAIT) do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port or 0))
+        except OSError as exc:
+            raise StartError(
+                f"{name}: 127.0.0.1:{port} is in use ({exc.strerror}): stop what listens there"
+                " (another `make local`?) or choose other ports (LOCAL_PORTS='--port ... --gateway-port ... --vllm-port ...')"
+            ) from None
 
 
 def frontdoor_spec(api: Api, *, backend: str, port: int, key_values: dict[str, str]) -> dict[str, object]:
@@ -151,6 +172,7 @@ class LocalStack:
     frontdoor: Component | None = None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], url: str, cwd: Path = REPO) -> Component:
+        require_free_port(name, url)
         log = self.workdir / f"{name}.log"
         with open(log, "ab") as out:
             popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -229,6 +251,7 @@ class LocalStack:
             keys=keys,
             vllm_url=f"http://127.0.0.1:{self.ports.vllm}",
             served_model=flag_value(task.vllm.command, "--served-model-name") or "",
+            rate_limit={p.name: float(p.rate_limit or 0) for p in api.usage_plans},
             burst_limit={p.name: int(p.burst_limit or 0) for p in api.usage_plans},
         )
 

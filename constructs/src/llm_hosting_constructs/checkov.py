@@ -6,7 +6,7 @@ for that one resource only, so the same check still guards every other resource 
 
 from __future__ import annotations
 
-from aws_cdk import CfnResource
+from aws_cdk import Acknowledgment, CfnResource, Validations
 from constructs import IConstruct
 
 MIN_REASON = 30
@@ -22,3 +22,12 @@ def skip_checkov(construct: IConstruct, check_id: str, reason: str) -> None:
     metadata = resource.get_metadata("checkov") or {"skip": []}
     skips = [s for s in metadata["skip"] if s["id"] != check_id] + [{"id": check_id, "comment": reason}]
     resource.add_metadata("checkov", {"skip": skips})
+
+
+def acknowledge_finding(construct: IConstruct, reason: str, *, aws_solutions_rule: str, checkov_check: str) -> None:
+    """One finding as cdk-nag's AwsSolutions pack (``aws_solutions_rule``, e.g. ``S1``) and checkov
+    (``checkov_check``) each name it, acknowledged on ``construct`` with the same ``reason``."""
+    Validations.of(construct).acknowledge(
+        Acknowledgment(id=f"AwsSolutions::AwsSolutions-{aws_solutions_rule}", reason=reason)
+    )
+    skip_checkov(construct, checkov_check, reason)

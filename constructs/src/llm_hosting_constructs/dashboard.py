@@ -80,10 +80,11 @@ class OnCallDashboard(Construct):
             share = cloudwatch.YAxisProps(min=0, max=1)
             affinity.append(_graph("Affinity: forwarded share / served by owner share",
                                    [s.affinity_forwarded_share(), s.affinity_hit_share()], left_y_axis=share))
-            affinity.append(_graph("vLLM prefix-cache hit rate (prompt tokens from cache / looked up)",
-                                   [s.prefix_cache_hit_rate()], left_y_axis=share))
-            # Per task as two token series: metric math divides single series, not one search's
-            # array of series by another's, so the per-task ratio is read off these two.
+            # Per task from the gateway's own per-window ratio: metric math divides single series, not
+            # one search's array of series by another's.
+            affinity.append(_graph("vLLM prefix-cache hit rate: service / each task (tokens from cache / looked up)",
+                                   [s.prefix_cache_hit_rate(), s.prefix_cache_hit_rate_per_task()],
+                                   left_y_axis=share))
             affinity.append(_graph("Prefix-cache tokens per task (5 min): looked up / from cache",
                                    [s.prefix_cache_tokens_per_task(s.gateway.affinity.prefix_cache_queries)],
                                    [s.prefix_cache_tokens_per_task(s.gateway.affinity.prefix_cache_hits)]))

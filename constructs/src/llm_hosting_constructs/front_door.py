@@ -184,7 +184,7 @@ class LlmFrontDoor(Construct):
 
     The ALB must accept traffic from `security_group` (the VPC link's ENIs use it) and from
     nothing else outside its targets; `load_balancer` is the integration target.
-    `backend_protocol`/`backend_port` say how the ALB listener is reached; `backend_host` sets
+    `backend_protocol`/`backend_port` say how the ALB listener is reached; `tls_host_name` sets
     the Host header and the name API Gateway verifies the listener's certificate against (default:
     the ALB's DNS name; required for https, where it must be the publicly trusted certificate's
     name; TLS verification stays on, `insecureSkipVerification` is never set).
@@ -219,7 +219,7 @@ class LlmFrontDoor(Construct):
         tenants: Sequence[TenantPlan],
         backend_protocol: Literal["http", "https"] = "http",
         backend_port: int = 80,
-        backend_host: str | None = None,
+        tls_host_name: str | None = None,
         backend_bearer: SecretValue | None = None,
         api_key_id_header: str | None = API_KEY_ID_HEADER,
         tenant_key_map_parameter_name: str | None = None,
@@ -249,9 +249,9 @@ class LlmFrontDoor(Construct):
             raise ValueError("LlmFrontDoor: stream_timeout must be between 30 s and 15 min")
         if not 1 <= backend_port <= 65535:
             raise ValueError(f"LlmFrontDoor: backend_port {backend_port} is not a port")
-        if backend_protocol == "https" and backend_host is None:
+        if backend_protocol == "https" and tls_host_name is None:
             raise ValueError(
-                "LlmFrontDoor: backend_protocol https needs backend_host, the name on the listener's publicly trusted "
+                "LlmFrontDoor: backend_protocol https needs tls_host_name, the name on the listener's publicly trusted "
                 "certificate (API Gateway verifies it; the ALB's own DNS name cannot be on one)"
             )
 
@@ -321,7 +321,7 @@ class LlmFrontDoor(Construct):
             },
         )
 
-        host = backend_host or load_balancer.load_balancer_dns_name
+        host = tls_host_name or load_balancer.load_balancer_dns_name
         # The backend's own key replaces whatever Authorization the client sent (its key is the API
         # Gateway key in x-api-key). A dynamic reference: CloudFormation resolves it at deploy time,
         # the template holds only the reference.

@@ -17,6 +17,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from .inference_task import GATEWAY_CONTAINER
+from .reuse import existing_or_new, reject_contradictions
 from .schedule import OffHours
 
 MIN_GRACE = Duration.seconds(600)
@@ -47,15 +48,15 @@ class InferenceService(Construct):
 
     Scaling between ``min_capacity`` and ``max_capacity`` on two signals: ALB requests per
     target (target tracking) and the gateway's queue-depth metric (step scaling out: one
-    more task at ``queue_depth_threshold`` waiting requests on average, two more at 4×; it
+    more task at ``scale_queue_depth`` waiting requests on average, two more at 4×; it
     never scales in, the request-count policy does). ``off_hours`` adds scheduled actions that
     pin the service to 0 at night and restore min/max in the morning, and the same on
     ``auto_scaling_group`` so no GPU host idles (non-prod).
 
     Defaults: ``vpc`` the cluster's, ``subnets`` ECS's choice (the VPC's private subnets),
     ``container_name``/``container_port`` the packaged gateway's (``InferenceTask``'s gateway
-    container), ``min_capacity`` 1, ``max_capacity`` 2, ``desired_count`` ``min_capacity``,
-    ``requests_per_target`` 300 per minute, ``queue_depth_threshold`` 8. Bring your own security group with
+    container), ``min_capacity`` 1, ``max_capacity`` 2, ``desired_capacity`` ``min_capacity``,
+    ``scale_requests_per_target`` 300 per minute, ``scale_queue_depth`` 8. Bring your own security group with
     ``existing_security_group``, or override the created one's props with ``security_group_props``
     (keyword arguments of ``ec2.SecurityGroup``), not both.
 
@@ -75,12 +76,12 @@ class InferenceService(Construct):
         target_group: elbv2.ApplicationTargetGroup,
         container_name: str = GATEWAY_CONTAINER,
         container_port: int | None = None,
-        desired_count: int | None = None,
+        desired_capacity: int | None = None,
         min_capacity: int = 1,
         max_capacity: int = 2,
-        requests_per_target: int = DEFAULT_REQUESTS_PER_TARGET,
+        scale_requests_per_target: int = DEFAULT_REQUESTS_PER_TARGET,
         queue_depth: QueueDepthMetric,
-        queue_depth_threshold: int = DEFAULT_QUEUE_DEPTH_THRESHOLD,
+        scale_queue_depth: int = DEFAULT_QUEUE_DEPTH_THRESHOLD,
         health_check_grace_period: Duration = Duration.seconds(900),
         off_hours: OffHours | None = None,
         auto_scaling_group: autoscaling.AutoScalingGroup | None = None,
@@ -89,36 +90,33 @@ class InferenceService(Construct):
         security_group_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
-        if existing_security_group is not None and security_group_props is not None:
-            raise ValueError("InferenceService: give existing_security_group or security_group_props, not both")
-        if desired_count is None:
-            desired_count = min_capacity
+        reject_contradictions("InferenceService", security_group=(existing_security_group, security_group_props))
+        if desired_capacity is None:
+            desired_capacity = min_capacity
         if container_port is None:
             from .gateway import contract
 
             container_port = contract.GATEWAY_PORT
-        if not min_capacity <= desired_count <= max_capacity or max_capacity < 1:
+        if not min_capacity <= desired_capacity <= max_capacity or max_capacity < 1:
             raise ValueError(
-                f"InferenceService: needs 0 <= min_capacity <= desired_count <= max_capacity, max >= 1; got "
-                f"{min_capacity}/{desired_count}/{max_capacity}"
+                f"InferenceService: needs 0 <= min_capacity <= desired_capacity <= max_capacity, max >= 1; got "
+                f"{min_capacity}/{desired_capacity}/{max_capacity}"
             )
         grace = health_check_grace_period.to_seconds()
         if not MIN_GRACE.to_seconds() <= grace <= MAX_GRACE.to_seconds():
             raise ValueError("InferenceService: health_check_grace_period must be 600..1200 s")
         if off_hours is not None and auto_scaling_group is None:
             raise ValueError("InferenceService: off_hours needs auto_scaling_group, or GPU hosts idle all night")
-        if requests_per_target < 1 or queue_depth_threshold < 1:
-            raise ValueError("InferenceService: requests_per_target and queue_depth_threshold must be >= 1")
+        if scale_requests_per_target < 1 or scale_queue_depth < 1:
+            raise ValueError("InferenceService: scale_requests_per_target and scale_queue_depth must be >= 1")
 
-        self.security_group = existing_security_group or ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
-            **{
-                "vpc": vpc or cluster.vpc,
-                "description": "Serving tasks: the gateway port from the ALB only; egress to AWS endpoints and the cache",
-                "allow_all_outbound": True,
-                **(security_group_props or {}),
-            },
+        self.security_group = existing_or_new(
+            existing_security_group,
+            security_group_props,
+            lambda **props: ec2.SecurityGroup(self, "SecurityGroup", **props),
+            vpc=vpc or cluster.vpc,
+            description="Serving tasks: the gateway port from the ALB only; egress to AWS endpoints and the cache",
+            allow_all_outbound=True,
         )
         self.service = ecs.Ec2Service(
             self,
@@ -126,7 +124,7 @@ class InferenceService(Construct):
             cluster=cluster,
             task_definition=task_definition,
             service_name=service_name,
-            desired_count=desired_count,
+            desired_count=desired_capacity,
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             capacity_provider_strategies=[
@@ -150,7 +148,7 @@ class InferenceService(Construct):
         self.scalable_target = self.service.auto_scale_task_count(min_capacity=min_capacity, max_capacity=max_capacity)
         self.scalable_target.scale_on_request_count(
             "RequestsPerTarget",
-            requests_per_target=requests_per_target,
+            requests_per_target=scale_requests_per_target,
             target_group=target_group,
             scale_in_cooldown=Duration.minutes(10),
             scale_out_cooldown=Duration.minutes(3),
@@ -165,9 +163,9 @@ class InferenceService(Construct):
                 period=Duration.minutes(1),
             ),
             scaling_steps=[
-                appscaling.ScalingInterval(upper=queue_depth_threshold, change=0),
-                appscaling.ScalingInterval(lower=queue_depth_threshold, change=1),
-                appscaling.ScalingInterval(lower=queue_depth_threshold * 4, change=2),
+                appscaling.ScalingInterval(upper=scale_queue_depth, change=0),
+                appscaling.ScalingInterval(lower=scale_queue_depth, change=1),
+                appscaling.ScalingInterval(lower=scale_queue_depth * 4, change=2),
             ],
             adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
             cooldown=Duration.minutes(3),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from collections.abc import Mapping
+from typing import Any
+
+from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .checkov import skip_checkov
+from .checkov import acknowledge_finding, skip_checkov
+from .reuse import existing_or_new, reject_contradictions
 
 MAX_IDLE_TIMEOUT_S = 4000
 MAX_DEREGISTRATION_DELAY_S = 3600
@@ -30,7 +34,10 @@ class InternalAlb(Construct):
     it is taken out), and a ``deregistration_delay`` that lets a draining target finish
     the longest stream the API allows before ECS stops it.
 
-    ``access_log_bucket`` (SSE-S3: ALB access logs cannot use a KMS key) turns on access logs.
+    ``access_log_bucket`` (SSE-S3: ALB access logs cannot use a KMS key; ``log_groups.access_log_bucket``
+    makes one) turns on access logs.
+    ``existing_security_group`` puts the ALB in your group (``allow_from`` still adds the callers'
+    rules to it), or ``security_group_props`` adjusts the created one, not both.
 
     Attributes: ``load_balancer``, ``listener``, ``target_group``, ``security_group``, ``port``.
     """
@@ -50,8 +57,11 @@ class InternalAlb(Construct):
         access_log_bucket: s3.IBucket | None = None,
         access_log_prefix: str = "alb",
         deletion_protection: bool = False,
+        existing_security_group: ec2.ISecurityGroup | None = None,
+        security_group_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        reject_contradictions("InternalAlb", security_group=(existing_security_group, security_group_props))
         if not 1 <= idle_timeout.to_seconds() <= MAX_IDLE_TIMEOUT_S:
             raise ValueError(f"InternalAlb: idle_timeout must be 1..{MAX_IDLE_TIMEOUT_S} s")
         if not 0 <= deregistration_delay.to_seconds() <= MAX_DEREGISTRATION_DELAY_S:
@@ -59,9 +69,10 @@ class InternalAlb(Construct):
         if not health_check_path.startswith("/"):
             raise ValueError("InternalAlb: health_check_path must start with '/'")
 
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
+        self.security_group = existing_or_new(
+            existing_security_group,
+            security_group_props,
+            lambda **props: ec2.SecurityGroup(self, "SecurityGroup", **props),
             vpc=vpc,
             description="Internal ALB: ingress only from the API front door, egress only to the serving tasks",
             allow_all_outbound=False,
@@ -85,10 +96,7 @@ class InternalAlb(Construct):
                 "Access logs are on where the config asks (prod); in dev/staging the gateway's "
                 "per-request log line and the API's access log carry the same facts."
             )
-            Validations.of(self.load_balancer).acknowledge(
-                Acknowledgment(id="AwsSolutions::AwsSolutions-ELB2", reason=no_logs)
-            )
-            skip_checkov(self.load_balancer, "CKV_AWS_91", no_logs)
+            acknowledge_finding(self.load_balancer, no_logs, aws_solutions_rule="ELB2", checkov_check="CKV_AWS_91")
 
         self.target_group = elbv2.ApplicationTargetGroup(
             self,
@@ -141,3 +149,4 @@ class InternalAlb(Construct):
 
 
 __all__ = ["InternalAlb"]
+

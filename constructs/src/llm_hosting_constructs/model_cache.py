@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aws_cdk import Names, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
@@ -11,12 +14,19 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from .reuse import existing_or_new, reject_contradictions
+
 # POSIX identity every client of the cache writes as (enforced by the access point, whatever
 # user the container runs as): vLLM runs as root in its image, the pre-warm task too; the files
 # still belong to this uid, so a reader never needs root on the file system.
 CACHE_UID = "1000"
 CACHE_GID = "1000"
 CACHE_PATH = "/hf-cache"
+FILE_SYSTEM_OWNED_PROPS = frozenset(
+    {"vpc", "vpc_subnets", "security_group", "encrypted", "kms_key", "throughput_mode", "enable_automatic_backups",
+     "removal_policy", "allow_anonymous_access"}
+)  # fmt: skip
+"""``efs.FileSystem`` props that ``file_system_props`` may not set: the construct's own props say them."""
 
 
 class ModelCache(Construct):
@@ -28,7 +38,13 @@ class ModelCache(Construct):
     anonymous and non-TLS access), a security group that admits NFS only from the client
     security groups added with :meth:`allow_from`, and ``RETAIN`` removal.
 
-    ``existing_key`` encrypts with your key instead of creating one. ``automatic_backups``
+    ``existing_key`` encrypts with your key instead of creating one. ``existing_security_group`` puts
+    the mount targets in your group (``allow_from`` still opens NFS on it), or ``security_group_props``
+    adjusts the created one, not both. ``file_system_props`` adds ``efs.FileSystem`` props (e.g.
+    ``file_system_name``, ``lifecycle_policy``); those that decide encryption, network, throughput,
+    backups and removal are this construct's own props and are rejected there. There is no
+    ``existing_file_system``: the cache's file system policy, which denies clear-text NFS, can only
+    be set on a file system created here. ``automatic_backups``
     turns on AWS Backup's default daily plan (prod). ``security_group_parameter_name`` writes
     the security group's id to that SSM parameter, and a client in another stack then reads it
     there at deploy instead of importing it: an export of a security group cannot change while
@@ -51,8 +67,18 @@ class ModelCache(Construct):
         automatic_backups: bool = False,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         security_group_parameter_name: str | None = None,
+        existing_security_group: ec2.ISecurityGroup | None = None,
+        security_group_props: Mapping[str, Any] | None = None,
+        file_system_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        reject_contradictions("ModelCache", security_group=(existing_security_group, security_group_props))
+        owned = sorted(set(file_system_props or {}) & FILE_SYSTEM_OWNED_PROPS)
+        if owned:
+            raise ValueError(
+                f"ModelCache: file_system_props may not set {', '.join(owned)}: the cache's encryption and network "
+                "are its own props (existing_key, vpc, subnets, existing_security_group, throughput_mode, ...)"
+            )
         if throughput_mode == efs.ThroughputMode.PROVISIONED:
             raise ValueError("ModelCache: PROVISIONED throughput is not supported; use ELASTIC (default) or BURSTING")
 
@@ -63,9 +89,10 @@ class ModelCache(Construct):
             enable_key_rotation=True,
             removal_policy=removal_policy,
         )
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
+        self.security_group = existing_or_new(
+            existing_security_group,
+            security_group_props,
+            lambda **props: ec2.SecurityGroup(self, "SecurityGroup", **props),
             vpc=vpc,
             description="NFS to the model cache, only from the serving and pre-warm tasks",
             allow_all_outbound=False,
@@ -97,6 +124,7 @@ class ModelCache(Construct):
             # NFS, and once a file system has a policy, a client without IAM credentials gets nothing
             # (it is not allowed ClientMount), while each role gets exactly what grant_mount gives it.
             allow_anonymous_access=True,
+            **(file_system_props or {}),
         )
         # No clear-text NFS: every client mounts with TLS (and IAM, through the access point).
         self.file_system.add_to_resource_policy(

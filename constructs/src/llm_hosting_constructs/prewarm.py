@@ -43,13 +43,13 @@ class ModelPrewarm(Construct):
     ``hf_token`` as an ECS secret (default none: a public model or an S3 source), the cache mounted with
     TLS + IAM through the access point, a security group with egress only to HTTPS (the Hub) and
     to the cache's NFS port.
-    ``source_s3_uri`` (``s3://bucket/prefix/`` with the revision's files) copies from S3 instead
+    ``model_s3_uri`` (``s3://bucket/prefix/`` with the revision's files) copies from S3 instead
     of the Hub, for VPCs without internet egress; the task role may read that prefix only.
 
     ``run_task_command(cluster_name)`` is the exact ``aws ecs run-task`` line (a token string).
 
     Attributes: ``task_definition``, ``security_group``, ``log_group``, ``subnet_ids``, ``model_id``,
-    ``revision``, ``source_s3_uri``, ``cache_access`` (the cache's NFS ingress rule for the task).
+    ``revision``, ``model_s3_uri``, ``cache_access`` (the cache's NFS ingress rule for the task).
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class ModelPrewarm(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         log_key: kms.IKey | None = None,
         log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
-        source_s3_uri: str | None = None,
+        model_s3_uri: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         if len(revision) != 40:
@@ -82,12 +82,13 @@ class ModelPrewarm(Construct):
             script = prewarm_script()  # containers/prewarm/prewarm.py, shipped with this package
         if not script.strip():
             raise ValueError("ModelPrewarm: script is empty")
-        if source_s3_uri is not None and not S3_PREFIX_URI.match(source_s3_uri):
-            raise ValueError("ModelPrewarm: source_s3_uri must look like s3://bucket/prefix/")
+        source_match = S3_PREFIX_URI.match(model_s3_uri) if model_s3_uri is not None else None
+        if model_s3_uri is not None and source_match is None:
+            raise ValueError("ModelPrewarm: model_s3_uri must look like s3://bucket/prefix/")
         if not 21 <= ephemeral_storage_gib <= 200:
             raise ValueError("ModelPrewarm: ephemeral_storage_gib must be 21..200 (Fargate's range)")
 
-        self.model_id, self.revision, self.source_s3_uri = model_id, revision, source_s3_uri
+        self.model_id, self.revision, self.model_s3_uri = model_id, revision, model_s3_uri
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -118,8 +119,8 @@ class ModelPrewarm(Construct):
             ),
         )
         volume = model_cache.add_to_task(self.task_definition, write=True)
-        if source_s3_uri:
-            bucket, _, prefix = source_s3_uri.removeprefix("s3://").partition("/")
+        if source_match is not None:
+            bucket, prefix = source_match["bucket"], source_match["prefix"]
             source = s3.Bucket.from_bucket_name(self, "SourceBucket", bucket)
             objects_arn = source.arn_for_objects(f"{prefix}*")
             task_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects_arn]))
@@ -151,7 +152,7 @@ class ModelPrewarm(Construct):
                 "HF_HOME": HF_HOME,
                 "HF_HUB_OFFLINE": "0",
                 "HF_HUB_DISABLE_TELEMETRY": "1",
-                **({"MODEL_S3_URI": source_s3_uri} if source_s3_uri else {}),
+                **({"MODEL_S3_URI": model_s3_uri} if model_s3_uri else {}),
             },
             # No token for public models: the Hub answers 401 to an invalid token even on a public repo.
             secrets={"HF_TOKEN": ecs.Secret.from_secrets_manager(hf_token)} if hf_token is not None else None,
@@ -323,7 +324,7 @@ class ModelCacheFill(Construct):
                 "LogGroup": prewarm.log_group.log_group_name,
                 "ModelId": prewarm.model_id,
                 "Revision": prewarm.revision,
-                "SourceUri": prewarm.source_s3_uri or "",
+                "SourceUri": prewarm.model_s3_uri or "",
             },
         )
         # What the task needs and the properties above do not reference: its roles' policies (EFS write,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
-from aws_cdk import Acknowledgment, CfnDeletionPolicy, CfnResource, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import CfnDeletionPolicy, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -17,7 +18,8 @@ from constructs import Construct
 
 from .aws_names import S3_PREFIX_URI
 from .checkov import skip_checkov
-from .log_groups import encrypted_log_group
+from .log_groups import access_log_bucket, encrypted_log_group
+from .reuse import existing_or_new, reject_contradictions
 from .sagemaker_container import parse_image_uri, volume_kms_key_problem
 from .sagemaker_policy import acknowledge_wildcards, grant_execution
 from .sizing import InstanceType, get_instance
@@ -51,10 +53,10 @@ class SageMakerEndpoint(Construct):
       where the instance type has no local NVMe storage, the ML storage volume: SageMaker
       rejects a volume key for instance types with instance storage (they encrypt it in
       hardware), so ``volume_kms_key`` with such a type is a ``ValueError`` here.
-    - Blue/green updates (all at once, then ``rollback_bake_time`` watching two alarms: invocation 5XX
+    - Blue/green updates (all at once, then ``rollback_bake`` watching two alarms: invocation 5XX
       errors and p99 model latency) with automatic rollback when either fires.
     - Data capture off (prompts and completions are not stored) unless
-      ``data_capture_percent`` is given; then to a KMS-encrypted, versioned, SSL-only bucket.
+      ``data_capture_sampling_percentage`` is given; then to a KMS-encrypted, versioned, SSL-only bucket.
 
     Instance type changes deploy as a new endpoint (``name_includes_instance_type``, the default):
     the endpoint's name ends in the instance type (``-g6e-2xlarge``), so a new type is a new name,
@@ -64,6 +66,10 @@ class SageMakerEndpoint(Construct):
     scalable target (AWS: "Update endpoints that use auto scaling"); a new count or model does not,
     so those update in place (blue/green). Either way the instance quota must hold the old fleet and
     the new one at once (docs/sagemaker.md).
+
+    Bring your own execution role with ``existing_role`` (the statements above are added to it; an
+    immutable imported role gets none, and must already allow them), or adjust the created one with
+    ``role_props`` (keyword arguments of ``iam.Role``, e.g. ``permissions_boundary``), not both.
 
     Attributes: ``role``, ``security_group``, ``key``, ``log_group``, ``model``, ``endpoint_config``,
     ``endpoint``, ``endpoint_name``, ``variant_name``, ``volume_kms_key`` (None on NVMe types),
@@ -90,16 +96,19 @@ class SageMakerEndpoint(Construct):
         container_startup_timeout: Duration = Duration.minutes(30),
         model_download_timeout: Duration = Duration.minutes(30),
         volume_kms_key: kms.IKey | None = None,
-        data_capture_percent: int | None = None,
+        data_capture_sampling_percentage: int | None = None,
         data_capture_retention: Duration = Duration.days(30),
         rollback_5xx_errors: int = 5,
         rollback_latency_p99: Duration = Duration.seconds(60),
-        rollback_bake_time: Duration = Duration.minutes(10),
+        rollback_bake: Duration = Duration.minutes(10),
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         name_includes_instance_type: bool = True,
+        existing_role: iam.IRole | None = None,
+        role_props: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(scope, id_)
+        reject_contradictions("SageMakerEndpoint", role=(existing_role, role_props))
         instance = get_instance(instance_type) if isinstance(instance_type, str) else instance_type
         isolate = model_data_s3_uri is not None if network_isolation is None else network_isolation
         s3_match = S3_PREFIX_URI.match(model_data_s3_uri) if model_data_s3_uri else None
@@ -133,8 +142,10 @@ class SageMakerEndpoint(Construct):
         volume_key_problem = volume_kms_key_problem(instance.name, instance.has_local_nvme)
         if volume_kms_key is not None and volume_key_problem:
             raise ValueError(f"SageMakerEndpoint: {volume_key_problem}: drop volume_kms_key")
-        if data_capture_percent is not None and not 1 <= data_capture_percent <= 100:
-            raise ValueError(f"SageMakerEndpoint: data_capture_percent {data_capture_percent} must be 1..100")
+        if data_capture_sampling_percentage is not None and not 1 <= data_capture_sampling_percentage <= 100:
+            raise ValueError(
+                f"SageMakerEndpoint: data_capture_sampling_percentage {data_capture_sampling_percentage} must be 1..100"
+            )
         if isolate and {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} & set(environment):
             raise ValueError("SageMakerEndpoint: drop the Hub token: with network isolation the weights come from S3 only")
 
@@ -179,9 +190,10 @@ class SageMakerEndpoint(Construct):
             availability_zones=subnets.availability_zones,
         ).subnet_ids
 
-        self.role = iam.Role(
-            self,
-            "ExecutionRole",
+        self.role: iam.IRole = existing_or_new(
+            existing_role,
+            role_props,
+            lambda **props: iam.Role(self, "ExecutionRole", **props),
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker endpoint {endpoint_name}: pulls its image and weights, writes its logs and metrics",
         )
@@ -199,7 +211,7 @@ class SageMakerEndpoint(Construct):
         self.volume_kms_key: kms.IKey | None = None
         if not instance.has_local_nvme:
             self.volume_kms_key = volume_kms_key or self.key
-            self.role.add_to_policy(
+            self.role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="StorageVolumeKey",
                     actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:DescribeKey"],
@@ -209,21 +221,21 @@ class SageMakerEndpoint(Construct):
 
         self.data_capture_bucket: s3.Bucket | None = None
         data_capture = None
-        if data_capture_percent is not None:
+        if data_capture_sampling_percentage is not None:
             self.data_capture_bucket = self._data_capture_bucket(data_capture_retention, removal_policy)
             capture_arn = self.data_capture_bucket.arn_for_objects(f"{CAPTURE_PREFIX}/*")
             self._wildcards.append(("capture", capture_arn))
-            self.role.add_to_policy(
+            self.role.add_to_principal_policy(
                 iam.PolicyStatement(sid="WriteDataCapture", actions=["s3:PutObject"], resources=[capture_arn])
             )
-            self.role.add_to_policy(
+            self.role.add_to_principal_policy(
                 iam.PolicyStatement(
                     sid="EncryptDataCapture", actions=["kms:GenerateDataKey", "kms:Encrypt"], resources=[self.key.key_arn]
                 )
             )
             data_capture = sagemaker.CfnEndpointConfig.DataCaptureConfigProperty(
                 enable_capture=True,
-                initial_sampling_percentage=data_capture_percent,
+                initial_sampling_percentage=data_capture_sampling_percentage,
                 destination_s3_uri=self.data_capture_bucket.s3_url_for_object(CAPTURE_PREFIX),
                 kms_key_id=self.key.key_arn,
                 capture_options=[
@@ -255,8 +267,11 @@ class SageMakerEndpoint(Construct):
                 security_group_ids=[self.security_group.security_group_id], subnets=subnet_ids
             ),
         )
-        # SageMaker checks the role's permissions when it creates the model and the endpoint.
-        self.model.node.add_dependency(self.role.node.find_child("DefaultPolicy"))
+        # SageMaker checks the role's permissions when it creates the model and the endpoint. The policy
+        # is the role's DefaultPolicy, or an imported role's Policy; none where the role is immutable.
+        policy = self.role.node.try_find_child("DefaultPolicy") or self.role.node.try_find_child("Policy")
+        if policy is not None:
+            self.model.node.add_dependency(policy)
 
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
@@ -283,14 +298,14 @@ class SageMakerEndpoint(Construct):
             )
 
         self.rollback_alarms = self._rollback_alarms(rollback_5xx_errors, rollback_latency_p99)
-        self.role.add_to_policy(
+        self.role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="DescribeRollbackAlarms",
                 actions=["cloudwatch:DescribeAlarms"],
                 resources=[a.alarm_arn for a in self.rollback_alarms],
             )
         )
-        bake = int(rollback_bake_time.to_seconds())
+        bake = int(rollback_bake.to_seconds())
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
@@ -330,25 +345,14 @@ class SageMakerEndpoint(Construct):
     # --- pieces ---------------------------------------------------------------------------
 
     def _data_capture_bucket(self, retention: Duration, removal_policy: RemovalPolicy) -> s3.Bucket:
-        access_logs = s3.Bucket(
+        # S3 server access logging writes only to SSE-S3 buckets.
+        access_logs = access_log_bucket(
             self,
             "DataCaptureAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging writes only to SSE-S3 buckets
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))],
+            receives="the data-capture bucket's server access logs",
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
-        Validations.of(access_logs).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions::AwsSolutions-S1",
-                reason="This bucket is the access-log target of the data-capture bucket; logging it to itself would loop.",
-            )
-        )
-        skip_checkov(access_logs, "CKV_AWS_18", "Access-log target bucket of the data-capture bucket; it cannot log to itself.")
         bucket = s3.Bucket(
             self,
             "DataCaptureBucket",

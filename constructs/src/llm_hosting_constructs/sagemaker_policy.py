@@ -16,7 +16,7 @@ from .sagemaker_container import EcrImage
 
 
 def grant_execution(
-    role: iam.Role,
+    role: iam.IRole,
     *,
     image: EcrImage,
     log_group: logs.ILogGroup,
@@ -105,7 +105,7 @@ def grant_execution(
             iam.PolicyStatement(sid="DecryptModelWeights", actions=["kms:Decrypt"], resources=[weights_kms_key_arn])
         )
     for statement in statements:
-        role.add_to_policy(statement)
+        role.add_to_principal_policy(statement)
     return wildcards
 
 

@@ -69,6 +69,23 @@ def aws_cron_problem(expression: str) -> str | None:
     return None
 
 
+def weekly_times(expression: str) -> list[int] | None:
+    """Minutes after Monday 00:00 UTC at which a valid AWS cron fires in a week, in order; None unless it
+    fires on fixed days of the week at one fixed minute and hour (``M H ? * DAYS *`` or ``M H * * ? *``)."""
+    minute, hour, day_of_month, month, day_of_week, _ = expression.split()
+    if not (minute.isdigit() and hour.isdigit()) or day_of_month not in ("*", "?") or month != "*":
+        return None
+    names = _CRON_FIELDS[4][3]
+    days: set[int] = set()  # AWS numbering: 1 = SUN ... 7 = SAT
+    for item in ("1-7" if day_of_week in ("*", "?") else day_of_week).split(","):
+        start, _, end = item.partition("-")
+        first = _cron_value(start, 1, 7, names)
+        last = _cron_value(end, 1, 7, names) if end else first
+        assert first is not None and last is not None, f"not a valid AWS cron: {expression!r}"
+        days |= set(range(first, last + 1))
+    return sorted(((day - 2) % 7) * 1440 + int(hour) * 60 + int(minute) for day in days)
+
+
 DEFAULT_SCALE_DOWN_CRON = "0 19 ? * MON-FRI *"
 
 

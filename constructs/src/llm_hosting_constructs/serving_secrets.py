@@ -14,7 +14,7 @@ class ServingSecrets(Construct):
     """Secrets Manager secrets for the serving task, never plaintext in a template or task definition.
 
     - ``hf_token``: the Hugging Face token the pre-warm task (and vLLM, when it may download)
-      reads for gated models: the existing secret ``existing_hf_token_secret_name`` (a plain
+      reads for gated models: the existing secret ``hf_token_secret_name`` (a plain
       string, created with ``aws secretsmanager create-secret`` before the first deploy), or
       None for public models and S3-staged weights.
     - ``api_keys``: the gateway's keys, JSON ``{"key-id": "key"}`` as the gateway expects,
@@ -34,7 +34,7 @@ class ServingSecrets(Construct):
         id_: str,
         *,
         key: kms.IKey,
-        existing_hf_token_secret_name: str | None = None,
+        hf_token_secret_name: str | None = None,
         generated_key_id: str = "default",
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
@@ -42,8 +42,8 @@ class ServingSecrets(Construct):
         if not generated_key_id.strip():
             raise ValueError("ServingSecrets: generated_key_id must not be blank")
         self.generated_key_id = generated_key_id
-        if existing_hf_token_secret_name is not None and not existing_hf_token_secret_name.strip():
-            raise ValueError("ServingSecrets: existing_hf_token_secret_name must not be blank")
+        if hf_token_secret_name is not None and not hf_token_secret_name.strip():
+            raise ValueError("ServingSecrets: hf_token_secret_name must not be blank")
 
         no_rotation = (
             "holds the gateway's keys, which must reach the front door at the same moment: rotated by a deploy, "
@@ -53,8 +53,8 @@ class ServingSecrets(Construct):
         # already need the real one (the pre-warm runs during the deploy), and the Hub answers 401 to an
         # invalid token even for public models. The secret must exist before the first deploy.
         self.hf_token: secretsmanager.ISecret | None = (
-            secretsmanager.Secret.from_secret_name_v2(self, "HfToken", existing_hf_token_secret_name)
-            if existing_hf_token_secret_name is not None
+            secretsmanager.Secret.from_secret_name_v2(self, "HfToken", hf_token_secret_name)
+            if hf_token_secret_name is not None
             else None
         )
 

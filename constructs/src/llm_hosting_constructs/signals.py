@@ -21,7 +21,8 @@ Sources, per signal:
   gateway contract; pass them in `GatewayMetricNames`). With conversation affinity on
   (`AffinityMetricNames`): AffinityForwarded and AffinityHit (0/1 per request that had an
   affinity key, so their Averages are shares) and vLLM's prefix-cache counters as deltas in prompt
-  tokens, PrefixCacheHits and PrefixCacheQueries, per service and per task (dimension Task).
+  tokens, PrefixCacheHits and PrefixCacheQueries, per service and per task (dimension Task), and
+  their ratio per poll window, PrefixCacheHitRate, per task only.
 * SageMaker (`AWS/SageMaker`: ModelLatency in microseconds, Invocation5XXErrors;
   `/aws/sagemaker/Endpoints`: GPUUtilization, 0..100 x GPUs per instance).
 """
@@ -76,6 +77,8 @@ class AffinityMetricNames:
     prefix_cache_queries: str
     task_dimension: str
     """The dimension whose value is the task (ip:port) on the prefix-cache metrics."""
+    prefix_cache_hit_rate: str = "PrefixCacheHitRate"
+    """Hits / queries of one gateway poll window (0..1), with the task dimension only."""
 
 
 @dataclass(frozen=True)
@@ -239,15 +242,15 @@ class ServiceSignals:
         assert self.gateway is not None
         return self._gw(self.gateway.in_flight, "Maximum", ONE_MINUTE)
 
-    def _gw_search(self, metric_name: str, dimension: str) -> cloudwatch.SearchExpression:
-        """`metric_name` (Sum per 5 min) for each value of `dimension`: a search, so a value that
+    def _gw_search(self, metric_name: str, dimension: str, statistic: str = "Sum") -> cloudwatch.SearchExpression:
+        """`metric_name` (`statistic` per 5 min) for each value of `dimension`: a search, so a value that
         appears later (a new tenant, a new task) shows up. Matches the gateway's metrics with this
         deployment's dimension values (`dimensions`) that also carry `dimension`."""
         assert self.gateway is not None
         terms = " ".join(f'{k}="{v}"' for k, v in self.gateway.dimensions.items())
         return cloudwatch.SearchExpression(
             expression=f"SEARCH('Namespace=\"{self.gateway.namespace}\" MetricName=\"{metric_name}\" {terms} "
-            f"{dimension}', 'Sum', 300)",
+            f"{dimension}', '{statistic}', 300)",
             label="",
             period=FIVE_MINUTES,
         )
@@ -284,6 +287,12 @@ class ServiceSignals:
     def prefix_cache_tokens_per_task(self, metric_name: str) -> cloudwatch.SearchExpression:
         """`metric_name` (PrefixCacheHits or PrefixCacheQueries, Sum per 5 min) per task."""
         return self._gw_search(metric_name, self._affinity().task_dimension)
+
+    def prefix_cache_hit_rate_per_task(self) -> cloudwatch.SearchExpression:
+        """vLLM's prefix-cache hit rate of each task, one line per task: the Average over 5 min of the
+        gateway's per-poll ratios (each poll window weighs the same, busy or not)."""
+        a = self._affinity()
+        return self._gw_search(a.prefix_cache_hit_rate, a.task_dimension, "Average")
 
     # --- SageMaker -----------------------------------------------------------------------------
     def _sm(self, namespace: str, name: str, statistic: str, period: Duration) -> cloudwatch.Metric:

@@ -1,7 +1,7 @@
 """Entry point: ``python -m app.server`` (in the image) or
 ``python -m containers.gateway.app.server`` (from the repository root).
 
-uvicorn with uvloop and httptools, ``GATEWAY_WORKERS`` processes, server keep-alive
+uvicorn with uvloop and httptools (:mod:`.core.httpserver`), ``GATEWAY_WORKERS`` processes, server keep-alive
 ``GATEWAY_KEEPALIVE_TIMEOUT_S`` (longer than the ALB idle timeout), no access log
 (the gateway writes its own line per request)."""
 
@@ -13,6 +13,7 @@ import os
 import uvicorn
 
 from .core.config import Settings, get_settings
+from .core.httpserver import HttpProtocol
 from .core.tenants import RUN_ID_ENV, state_file
 
 
@@ -34,7 +35,7 @@ def serve(s: Settings) -> None:
         port=s.port,
         workers=s.workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools, with a response of known length written in one piece
         lifespan="on",
         access_log=False,
         log_level=s.log_level,

@@ -178,14 +178,10 @@ def _deployment(cfg: Any) -> cost.Deployment:
         ecs_instance_type=ecs.instance_type if ecs else None,
         ecs_instances=ecs.desired_capacity if ecs else 0,
         ecs_max_instances=ecs.max_capacity if ecs else 0,
-        schedule=cost.Schedule(ecs.off_hours.scale_down_cron, ecs.off_hours.scale_up_cron)
-        if ecs and ecs.off_hours
-        else None,
+        off_hours=ecs.off_hours if ecs else None,
         sagemaker_instance_type=sm.instance_type if sm else None,
         sagemaker_instances=sm.min_capacity if sm else 0,
-        sagemaker_schedule=cost.Schedule(sm.off_hours.scale_down_cron, sm.off_hours.scale_up_cron)
-        if sm and sm.off_hours
-        else None,
+        sagemaker_off_hours=sm.off_hours if sm else None,
     )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from llm_hosting_constructs.schedule import OffHours, weekly_times
 
 from .errors import LlmhostError
 
@@ -112,14 +113,6 @@ class Traffic:
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """Scale to zero at ``down_cron`` and back at ``up_cron`` (6-field AWS cron, UTC)."""
-
-    down_cron: str
-    up_cron: str
-
-
-@dataclass(frozen=True)
 class Deployment:
     """What an environment runs, in the terms the cost model needs."""
 
@@ -133,10 +126,10 @@ class Deployment:
     ecs_instance_type: str | None = None
     ecs_instances: int = 0
     ecs_max_instances: int = 0
-    schedule: Schedule | None = None
+    off_hours: OffHours | None = None
     sagemaker_instance_type: str | None = None
     sagemaker_instances: int = 0
-    sagemaker_schedule: Schedule | None = None
+    sagemaker_off_hours: OffHours | None = None
     """Down to one instance between ``down_cron`` and ``up_cron`` (an endpoint cannot run none)."""
 
 
@@ -163,45 +156,24 @@ class Estimate:
 
 # --- schedule -------------------------------------------------------------------
 
-_DAYS = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
-# AWS cron numbers days 1-7 from Sunday.
-_AWS_DAY_NUMBER = {"1": "SUN", "2": "MON", "3": "TUE", "4": "WED", "5": "THU", "6": "FRI", "7": "SAT"}
-
-
-def _days(field_: str) -> list[int]:
-    if field_ in {"*", "?"}:
-        return list(range(7))
-    days: list[int] = []
-    for part in field_.upper().split(","):
-        ends = [_AWS_DAY_NUMBER.get(p, p) for p in part.split("-")]
-        if any(e not in _DAYS for e in ends) or len(ends) > 2:
-            raise LlmhostError(f"cannot read day-of-week {field_!r} in the schedule; use names such as MON-FRI")
-        first, last = _DAYS.index(ends[0]), _DAYS.index(ends[-1])
-        days += [d % 7 for d in range(first, last + 1 if last >= first else last + 8)]
-    return sorted(set(days))
-
 
 def _weekly_events(cron: str) -> list[int]:
     """Minutes since Monday 00:00 at which a weekly cron fires."""
-    fields = cron.split()
-    if len(fields) != 6 or not re.fullmatch(r"\d+", fields[0]) or not re.fullmatch(r"\d+", fields[1]):
+    times = weekly_times(cron)
+    if times is None:
         raise LlmhostError(
-            f"cannot read schedule {cron!r}: the cost model needs 'M H ? * DAYS *' with fixed minute and hour"
+            f"cannot read schedule {cron!r}: the cost model handles weekly schedules at a fixed minute and hour "
+            "('M H ? * DAYS *')"
         )
-    if fields[2] not in {"*", "?"} or fields[3] != "*":
-        raise LlmhostError(
-            f"cannot read schedule {cron!r}: the cost model handles weekly schedules (day-of-month ? or *)"
-        )
-    minute, hour = int(fields[0]), int(fields[1])
-    return [d * 1440 + hour * 60 + minute for d in _days(fields[4])]
+    return times
 
 
-def on_hours_per_week(schedule: Schedule | None) -> float:
+def on_hours_per_week(off_hours: OffHours | None) -> float:
     """Hours per week the service runs: all 168 without a schedule, else between each up and the next down."""
-    if schedule is None:
+    if off_hours is None:
         return HOURS_PER_WEEK
     events = sorted(
-        [(t, True) for t in _weekly_events(schedule.up_cron)] + [(t, False) for t in _weekly_events(schedule.down_cron)]
+        [(t, True) for t in _weekly_events(off_hours.scale_up_cron)] + [(t, False) for t in _weekly_events(off_hours.scale_down_cron)]
     )
     state = events[-1][1]  # the week wraps: Monday 00:00 continues the last event of last week
     on_minutes, since = 0, 0
@@ -214,8 +186,8 @@ def on_hours_per_week(schedule: Schedule | None) -> float:
     return on_minutes / 60
 
 
-def scale_ups_per_week(schedule: Schedule | None) -> int:
-    return len(_weekly_events(schedule.up_cron)) if schedule else 0
+def scale_ups_per_week(off_hours: OffHours | None) -> int:
+    return len(_weekly_events(off_hours.scale_up_cron)) if off_hours else 0
 
 
 # --- the estimate ---------------------------------------------------------------
@@ -226,7 +198,7 @@ def ecs_instances_needed(deployment: Deployment, traffic: Traffic, instance_outp
     exceed what the fleet sustains (``instance_output_tps`` per instance, a benchmarked figure)."""
     if instance_output_tps is None or not deployment.ecs_instance_type:
         return deployment.ecs_instances
-    serving_seconds_per_day = on_hours_per_week(deployment.schedule) / 7 * 3600
+    serving_seconds_per_day = on_hours_per_week(deployment.off_hours) / 7 * 3600
     output_tps = traffic.requests_per_day * traffic.output_tokens / serving_seconds_per_day
     return max(deployment.ecs_instances, math.ceil(output_tps / instance_output_tps))
 
@@ -240,7 +212,7 @@ def self_hosted_lines(
     requests = traffic.requests_per_month
     if deployment.ecs_instance_type:
         count = ecs_instances_needed(deployment, traffic, instance_output_tps)
-        on_hours = on_hours_per_week(deployment.schedule) * HOURS_PER_MONTH / HOURS_PER_WEEK
+        on_hours = on_hours_per_week(deployment.off_hours) * HOURS_PER_MONTH / HOURS_PER_WEEK
         rate = prices.hourly(deployment.ecs_instance_type)
         lines.append(
             CostLine(
@@ -273,7 +245,7 @@ def self_hosted_lines(
         )
         efs = prices["efs"]
         gib = deployment.model_bytes_on_disk / 2**30
-        starts = count * scale_ups_per_week(deployment.schedule) * HOURS_PER_MONTH / HOURS_PER_WEEK
+        starts = count * scale_ups_per_week(deployment.off_hours) * HOURS_PER_MONTH / HOURS_PER_WEEK
         lines.append(
             CostLine(
                 "EFS model cache",
@@ -289,14 +261,14 @@ def self_hosted_lines(
     if deployment.sagemaker_instance_type:
         rate = prices.hourly(deployment.sagemaker_instance_type)
         n = deployment.sagemaker_instances
-        day = on_hours_per_week(deployment.sagemaker_schedule) * HOURS_PER_MONTH / HOURS_PER_WEEK
+        day = on_hours_per_week(deployment.sagemaker_off_hours) * HOURS_PER_MONTH / HOURS_PER_WEEK
         night = HOURS_PER_MONTH - day
         lines.append(
             CostLine(
                 f"SageMaker endpoint ({deployment.sagemaker_instance_type})",
                 (n * day + min(n, 1) * night) * rate,
                 f"({n} × {day:,.0f} h + 1 × {night:,.0f} h at night) × ${rate:g}/h"
-                if deployment.sagemaker_schedule
+                if deployment.sagemaker_off_hours
                 else f"{n} × 730 h × ${rate:g}/h (real-time endpoints do not scale to zero)",
             )
         )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from hypothesis import given, settings
@@ -130,22 +133,6 @@ class LocalUpstreams:
         return "local", "response"
 
 
-def make_affinity(peer_ports: dict[str, int] | None = None, max_queue: int = 4) -> tuple[Affinity, LocalUpstreams]:
-    ports = peer_ports or {}
-
-    def make_pool(base: str) -> Pool:
-        addr = base.removeprefix("http://")
-        port = ports.get(addr, closed_port())
-        return Pool(f"http://127.0.0.1:{port}", connect_timeout_s=1, read_timeout_s=5, keepalive_s=4)
-
-    d = PeerDirectory(make_pool=make_pool, self_addr=SELF, static_peers=[SELF, PEER_A, PEER_B])
-    d.set_members(d.static)
-    for p in d.peers.values():
-        p.ready = True
-    local = LocalUpstreams()
-    return Affinity("prefix", d, local, max_queue, 60.0), local  # type: ignore[arg-type]
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,21 +149,50 @@ def payload_owned_by(a: Affinity, owner: str) -> dict[str, Any]:
     raise AssertionError("no key found for " + owner)
 
 
-def test_owner_is_self_means_local_with_no_hop() -> None:
-    async def go() -> None:
-        a, local = make_affinity()
+def on_a_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """An async test, run on an event loop of its own (pools and tasks belong to one loop)."""
+
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(test())
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def affinity(peer_ports: dict[str, int] | None = None, max_queue: int = 4) -> AsyncIterator[tuple[Affinity, LocalUpstreams]]:
+    """Affinity among SELF, PEER_A and PEER_B, all ready; a peer not in peer_ports has a closed port."""
+    ports = peer_ports or {}
+
+    def make_pool(base: str) -> Pool:
+        addr = base.removeprefix("http://")
+        port = ports.get(addr, closed_port())
+        return Pool(f"http://127.0.0.1:{port}", connect_timeout_s=1, read_timeout_s=5, keepalive_s=4)
+
+    d = PeerDirectory(make_pool=make_pool, self_addr=SELF, static_peers=[SELF, PEER_A, PEER_B])
+    d.set_members(d.static)
+    for p in d.peers.values():
+        p.ready = True
+    local = LocalUpstreams()
+    a = Affinity("prefix", d, local, max_queue, 60.0)  # type: ignore[arg-type]
+    try:
+        yield a, local
+    finally:
+        await a.stop()
+
+
+@on_a_loop
+async def test_owner_is_self_means_local_with_no_hop() -> None:
+    async with affinity() as (a, local):
         d = a.route(payload_owned_by(a, SELF), [])
         assert d.outcome == "self" and d.label == "self"
         assert a.opener(d, []) == local.open  # the local call itself: nothing in between
         assert d.metrics() == {contract.METRIC_AFFINITY_FORWARDED: 0, contract.METRIC_AFFINITY_HIT: 1}
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_owner_elsewhere_is_forwarded_unless_overloaded() -> None:
-    async def go() -> None:
-        a, _ = make_affinity(max_queue=4)
+@on_a_loop
+async def test_owner_elsewhere_is_forwarded_unless_overloaded() -> None:
+    async with affinity(max_queue=4) as (a, _):
         p = payload_owned_by(a, PEER_A)
         assert a.route(p, []).outcome == "forward"
         a.directory.peers[PEER_A].queue_depth = 4
@@ -184,38 +200,29 @@ def test_owner_elsewhere_is_forwarded_unless_overloaded() -> None:
         a.directory.peers[PEER_A].queue_depth = 5
         d = a.route(p, [])
         assert d.outcome == "overloaded" and d.metrics()[contract.METRIC_AFFINITY_HIT] == 0
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_unready_owner_means_local() -> None:
-    async def go() -> None:
-        a, _ = make_affinity()
+@on_a_loop
+async def test_unready_owner_means_local() -> None:
+    async with affinity() as (a, _):
         p = payload_owned_by(a, PEER_B)
         a.directory.peers[PEER_B].ready = False
         assert a.route(p, []).outcome == "unready"
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_a_forwarded_request_is_never_forwarded_again() -> None:
-    async def go() -> None:
-        a, local = make_affinity()
+@on_a_loop
+async def test_a_forwarded_request_is_never_forwarded_again() -> None:
+    async with affinity() as (a, local):
         p = payload_owned_by(a, PEER_A)
         hdrs = [(contract.AFFINITY_FORWARDED_HEADER.encode(), b"10.0.0.3:8080")]
         d = a.route(p, hdrs)
         assert d.outcome == "received" and d.metrics() == {}
         assert a.opener(d, hdrs) == local.open
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_dead_owner_falls_back_to_local_and_is_skipped_afterwards() -> None:
-    async def go() -> None:
-        a, local = make_affinity()  # every peer's port is closed
+@on_a_loop
+async def test_dead_owner_falls_back_to_local_and_is_skipped_afterwards() -> None:
+    async with affinity() as (a, local):  # every peer's port is closed
         p = payload_owned_by(a, PEER_A)
         d = a.route(p, [])
         assert d.outcome == "forward"
@@ -223,62 +230,52 @@ def test_dead_owner_falls_back_to_local_and_is_skipped_afterwards() -> None:
         assert (up, resp) == ("local", "response") and local.calls == ["/v1/chat/completions"]
         assert d.label == "fallback_unreachable" and d.metrics()[contract.METRIC_AFFINITY_HIT] == 0
         assert a.route(p, []).outcome == "unready"  # no second connect attempt before the next poll
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_membership_change_closes_departed_peers() -> None:
-    async def go() -> None:
-        a, _ = make_affinity()
+@on_a_loop
+async def test_membership_change_closes_departed_peers() -> None:
+    async with affinity() as (a, _):
         gone = a.directory.peers[PEER_B]
         a.directory.set_members([SELF, PEER_A])
         assert set(a.directory.peers) == {PEER_A}
         await asyncio.sleep(0.05)
         assert gone.upstream.pool._watchdog.done()  # its pool was closed, not leaked
-        await a.stop()
-
-    asyncio.run(go())
 
 
-def test_dns_discovery_failure_keeps_the_last_ring() -> None:
-    async def go() -> None:
-        answers: list[Any] = [[SELF, PEER_A], OSError("SERVFAIL")]
+@on_a_loop
+async def test_dns_discovery_failure_keeps_the_last_ring() -> None:
+    answers: list[Any] = [[SELF, PEER_A], OSError("SERVFAIL")]
 
-        async def resolver(name: str, port: int) -> list[str]:
-            r = answers.pop(0)
-            if isinstance(r, Exception):
-                raise r
-            return r
+    async def resolver(name: str, port: int) -> list[str]:
+        r = answers.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
 
-        d = PeerDirectory(
-            make_pool=lambda b: Pool(b, connect_timeout_s=1, read_timeout_s=1, keepalive_s=1),
-            self_addr=SELF, dns_name="gateway.llm.local", resolver=resolver,
-        )  # fmt: skip
-        await d.refresh()
-        assert d.ring.members == {SELF, PEER_A}
-        await d.refresh()
-        assert d.ring.members == {SELF, PEER_A} and d.last_error and "SERVFAIL" in d.last_error
-        await d.close()
-
-    asyncio.run(go())
+    d = PeerDirectory(
+        make_pool=lambda b: Pool(b, connect_timeout_s=1, read_timeout_s=1, keepalive_s=1),
+        self_addr=SELF, dns_name="gateway.llm.local", resolver=resolver,
+    )  # fmt: skip
+    await d.refresh()
+    assert d.ring.members == {SELF, PEER_A}
+    await d.refresh()
+    assert d.ring.members == {SELF, PEER_A} and d.last_error and "SERVFAIL" in d.last_error
+    await d.close()
 
 
-def test_self_address_is_found_from_the_route_to_the_peers() -> None:
-    async def go() -> None:
-        async def resolver(name: str, port: int) -> list[str]:
-            return ["127.0.0.1:8080", "127.0.0.2:8080"]
+@on_a_loop
+async def test_self_address_is_found_from_the_route_to_the_peers() -> None:
+    async def resolver(name: str, port: int) -> list[str]:
+        return ["127.0.0.1:8080", "127.0.0.2:8080"]
 
-        d = PeerDirectory(
-            make_pool=lambda b: Pool(b, connect_timeout_s=0.2, read_timeout_s=1, keepalive_s=1),
-            self_addr=None, dns_name="gateway.llm.local", port=8080, resolver=resolver,
-        )  # fmt: skip
-        await d.refresh()
-        assert d.self_addr == "127.0.0.1:8080"
-        assert set(d.peers) == {"127.0.0.2:8080"}  # never a peer of itself
-        await d.close()
-
-    asyncio.run(go())
+    d = PeerDirectory(
+        make_pool=lambda b: Pool(b, connect_timeout_s=0.2, read_timeout_s=1, keepalive_s=1),
+        self_addr=None, dns_name="gateway.llm.local", port=8080, resolver=resolver,
+    )  # fmt: skip
+    await d.refresh()
+    assert d.self_addr == "127.0.0.1:8080"
+    assert set(d.peers) == {"127.0.0.2:8080"}  # never a peer of itself
+    await d.close()
 
 
 def test_decision_labels() -> None:
@@ -292,20 +289,20 @@ def test_decision_labels() -> None:
     }
 
 
-def test_a_forward_carries_the_callers_headers_once_and_the_forwarded_mark() -> None:
-    async def go() -> None:
-        seen: list[bytes] = []
+@on_a_loop
+async def test_a_forward_carries_the_callers_headers_once_and_the_forwarded_mark() -> None:
+    seen: list[bytes] = []
 
-        async def owner(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            head = await r.readuntil(b"\r\n\r\n")
-            seen.append(head)
-            n = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
-            await r.readexactly(n)
-            w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-            await w.drain()
+    async def owner(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        seen.append(head)
+        n = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+        await r.readexactly(n)
+        w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        await w.drain()
 
-        server = await asyncio.start_server(owner, "127.0.0.1", 0)
-        a, local = make_affinity({PEER_A: server.sockets[0].getsockname()[1]})
+    server = await asyncio.start_server(owner, "127.0.0.1", 0)
+    async with affinity({PEER_A: server.sockets[0].getsockname()[1]}) as (a, local):
         p = payload_owned_by(a, PEER_A)
         client = [(b"host", b"alb"), (b"content-type", b"application/json"), (b"authorization", b"Bearer k"),
                   (b"content-length", b"2"), (b"x-conversation-id", b"c1")]  # fmt: skip
@@ -319,18 +316,28 @@ def test_a_forward_carries_the_callers_headers_once_and_the_forwarded_mark() -> 
         assert b"authorization: bearer k" in lines and b"x-conversation-id: c1" in lines
         assert f"{contract.AFFINITY_FORWARDED_HEADER}: {SELF}".encode() in lines
         assert local.calls == [] and d.label == "forwarded"
-        server.close()
-        await a.stop()
-
-    asyncio.run(go())
+    server.close()
 
 
-def test_prefix_cache_counters_become_per_task_emf_deltas(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_counter_deltas_first_look_steady_and_engine_restart() -> None:
+    from containers.gateway.app.core.affinity import counter_deltas
+
+    assert counter_deltas(None, (100.0, 400.0)) is None  # nothing to subtract yet
+    assert counter_deltas((100.0, 400.0), (160.0, 500.0)) == (60.0, 100.0)
+    assert counter_deltas((160.0, 500.0), (160.0, 500.0)) == (0.0, 0.0)  # idle window
+    # vLLM restarted between two polls: its counters start from zero, so all it counted since is new
+    assert counter_deltas((160.0, 500.0), (10.0, 20.0)) == (10.0, 20.0)
+    # queries reset but hits not (yet) below the old total: still a restart, not a negative window
+    assert counter_deltas((5.0, 500.0), (7.0, 30.0)) == (7.0, 30.0)
+
+
+def test_prefix_cache_counters_become_per_task_emf_deltas_and_rate(capsys) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
     from containers.gateway.app.core.affinity import PrefixCacheReport
 
-    counters = iter([(100.0, 400.0), (160.0, 500.0), (10.0, 20.0)])  # the third: vLLM restarted
+    # polls: first look; +60/+100; idle; vLLM restarted (counters from zero)
+    counters = iter([(100.0, 400.0), (160.0, 500.0), (160.0, 500.0), (10.0, 40.0)])
 
     async def go() -> list:
         async def vllm(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -354,19 +361,30 @@ def test_prefix_cache_counters_become_per_task_emf_deltas(capsys) -> None:  # ty
         up = Upstream("primary", "", pool, CircuitBreaker(1, 1))
         s = SimpleNamespace(service_name="svc", served_model_name="m", emf_enabled=True)
         rep = PrefixCacheReport(s, lambda: "10.0.0.1:8080")
-        out = [await rep.poll(up) for _ in range(3)]
+        out = [await rep.poll(up) for _ in range(4)]
         await pool.close()
         server.close()
         return out
 
-    first, second, third = asyncio.run(go())
-    assert first is None and third is None  # nothing to compare with; counters went backwards
+    first, second, idle, restarted = asyncio.run(go())
+    assert first is None  # nothing to compare with
     assert second[contract.METRIC_PREFIX_CACHE_HITS] == 60 and second[contract.METRIC_PREFIX_CACHE_QUERIES] == 100
-    (cw,) = second["_aws"]["CloudWatchMetrics"]
-    assert cw["Dimensions"] == [["Service", "Model"], ["Service", "Model", "Task"]] and second["Task"] == "10.0.0.1:8080"
-    assert {m["Name"] for m in cw["Metrics"]} == {contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES}
+    assert second[contract.METRIC_PREFIX_CACHE_HIT_RATE] == 0.6 and second["Task"] == "10.0.0.1:8080"
+    counts, rate = second["_aws"]["CloudWatchMetrics"]
+    assert counts["Dimensions"] == [["Service", "Model"], ["Service", "Model", "Task"]]
+    assert [m["Name"] for m in counts["Metrics"]] == [contract.METRIC_PREFIX_CACHE_HITS,
+                                                      contract.METRIC_PREFIX_CACHE_QUERIES]
+    # the ratio per task only: a service-wide average of ratios would weigh an idle task like a busy one
+    assert rate["Dimensions"] == [["Service", "Model", "Task"]] and rate["Namespace"] == contract.METRICS_NAMESPACE
+    assert rate["Metrics"] == [{"Name": "PrefixCacheHitRate", "Unit": "None"}]
+    # an idle window reports its zero counts but no rate (a 0 would read as "all misses")
+    assert idle[contract.METRIC_PREFIX_CACHE_QUERIES] == 0 and contract.METRIC_PREFIX_CACHE_HIT_RATE not in idle
+    assert len(idle["_aws"]["CloudWatchMetrics"]) == 1
+    # after the restart the window is what vLLM counted since: 10 of 40
+    assert restarted[contract.METRIC_PREFIX_CACHE_HITS] == 10
+    assert restarted[contract.METRIC_PREFIX_CACHE_HIT_RATE] == 0.25
     logged = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]
-    assert [ln[contract.METRIC_PREFIX_CACHE_HITS] for ln in logged] == [60]
+    assert [ln[contract.METRIC_PREFIX_CACHE_HITS] for ln in logged] == [60, 0, 10]
 
 
 def test_only_one_worker_process_reports_the_prefix_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]

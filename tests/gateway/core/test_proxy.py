@@ -26,7 +26,7 @@ def _running(engine) -> float:  # type: ignore[no-untyped-def]
 def _finished(engine) -> float:  # type: ignore[no-untyped-def]
     """Requests vLLM finished by itself (stop/length/...), i.e. not aborted."""
     total = 0.0
-    for line in http_get(engine.base_url + "/metrics")[1].decode().splitlines():
+    for line in http_get(engine.base_url + "/metrics?name%5B%5D=vllm:request_success_total")[1].decode().splitlines():
         if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' not in line:
             total += float(line.rsplit(" ", 1)[1])
     return total

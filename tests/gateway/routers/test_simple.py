@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 
-from tests.gateway.helpers import chunked_upload, error_of, open_stream, request, sse_events
+from containers.gateway.app.core import contract
+from tests.gateway.helpers import chunked_upload, error_of, open_stream, request, sse_events, wait_until
 
 
 def test_chat_returns_content_model_usage_latency(gateway_server) -> None:  # type: ignore[no-untyped-def]
@@ -83,3 +85,27 @@ def test_simple_routes_need_a_json_content_type(start_fake_upstream, start_gatew
         assert st == 400 and error_of(out)["param"] == "content-type", out
     st, _, out = request(gw.base_url, "POST", "/v1/chat", {"prompt": "hi", "max_tokens": 2}, headers={"content-type": "application/json; charset=utf-8"})
     assert st == 200 and json.loads(out)["content"] == "toktok"
+
+
+def test_messages_may_carry_integers_beyond_64_bits(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    """A message field the gateway does not read passes on as vLLM would take it, whatever its size
+    (found by the fuzz test: the re-encoded body made a 500)."""
+    fake = start_fake_upstream("--chunks", "2")
+    gw = start_gateway(fake.base_url)
+    body = {"messages": [{"role": "user", "content": "hi", "x": 2**70}], "max_tokens": 2}
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        st, _, out = request(gw.base_url, "POST", path, body)
+        assert st == 200, out
+
+
+def test_shed_requests_count_as_rejected_on_every_route(start_fake_upstream, start_gateway) -> None:  # type: ignore[no-untyped-def]
+    """Load shedding (503 overloaded) is in the Rejected metric; the simple routes left it out."""
+    fake = start_fake_upstream("--waiting", "50")
+    gw = start_gateway(fake.base_url, max_queue_depth=10)
+    for path, body in (("/v1/chat/completions", {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}), ("/v1/chat", {"prompt": "hi"})):
+        rid = uuid.uuid4().hex
+        st, _, out = request(gw.base_url, "POST", path, body, headers={"x-request-id": rid})
+        assert st == 503 and error_of(out)["code"] == "overloaded"
+        assert wait_until(lambda: rid in gw.log.read_text(), timeout=5)
+        rec = next(json.loads(line) for line in gw.log.read_text().splitlines() if rid in line)
+        assert rec[contract.METRIC_REJECTED] == 1, (path, rec)

@@ -244,14 +244,31 @@ _HITS = re.compile(rb"^vllm:prefix_cache_hits_total(?:\{[^}]*\})? ([0-9.eE+-]+)"
 _QUERIES = re.compile(rb"^vllm:prefix_cache_queries_total(?:\{[^}]*\})? ([0-9.eE+-]+)", re.M)
 
 
+Counters = tuple[float, float]  # vLLM's (prefix_cache_hits, prefix_cache_queries) totals
+
+
+def counter_deltas(last: Counters | None, now: Counters) -> Counters | None:
+    """Hits and queries since the last poll, from vLLM's cumulative counters. None on the first look
+    (nothing to subtract). A counter that went down means vLLM restarted and counts from zero again:
+    then everything it counted since the restart is new, so the delta is its current value (as
+    Prometheus' ``increase`` treats a counter reset)."""
+    if last is None:
+        return None
+    if now[0] < last[0] or now[1] < last[1]:
+        return now
+    return now[0] - last[0], now[1] - last[1]
+
+
 class PrefixCacheReport:
     """Every poll, the local vLLM's prefix-cache counters as deltas in one EMF line: the hit rate
-    per task (dimension ``Task``) and per service (metric math Hits / Queries over tasks)."""
+    per task (dimension ``Task``) and per service (metric math Hits / Queries over tasks), and the
+    window's own ratio, PrefixCacheHitRate, per task only (a search can draw it as one line per task;
+    metric math cannot divide one search's series by another's)."""
 
     def __init__(self, s: Any, task: Callable[[], str | None]) -> None:
         self.s = s
         self.task = task
-        self.last: tuple[float, float] | None = None
+        self.last: Counters | None = None
 
     async def poll(self, primary: Upstream) -> dict[str, Any] | None:
         r = await asyncio.wait_for(primary.pool.request("GET", contract.METRICS_PATH, None, {}), 2.0)
@@ -261,9 +278,8 @@ class PrefixCacheReport:
             r.release()
         now = (sum(float(x) for x in _HITS.findall(text)), sum(float(x) for x in _QUERIES.findall(text)))
         last, self.last = self.last, now
-        if last is None or now[1] < last[1]:  # first look, or vLLM restarted (counters reset)
-            return None
-        return self.emit(now[0] - last[0], now[1] - last[1])
+        delta = counter_deltas(last, now)
+        return None if delta is None else self.emit(*delta)
 
     def emit(self, hits: float, queries: float) -> dict[str, Any]:
         s = self.s
@@ -273,17 +289,24 @@ class PrefixCacheReport:
             contract.DIMENSION_TASK: self.task() or "unknown",
             contract.METRIC_PREFIX_CACHE_HITS: int(hits), contract.METRIC_PREFIX_CACHE_QUERIES: int(queries),
         }  # fmt: skip
+        if queries > 0:  # an idle window has no rate (a 0 would read as "all misses")
+            rec[contract.METRIC_PREFIX_CACHE_HIT_RATE] = round(hits / queries, 4)
         if s.emf_enabled:
             base = list(contract.EMF_DIMENSION_SETS[0])
-            rec["_aws"] = {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [{
+            directives = [{
+                "Namespace": contract.METRICS_NAMESPACE,
+                "Dimensions": [base, [*base, contract.DIMENSION_TASK]],
+                "Metrics": [{"Name": m, "Unit": contract.METRIC_UNITS[m]}
+                            for m in (contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES)],
+            }]  # fmt: skip
+            if contract.METRIC_PREFIX_CACHE_HIT_RATE in rec:
+                directives.append({
                     "Namespace": contract.METRICS_NAMESPACE,
-                    "Dimensions": [base, [*base, contract.DIMENSION_TASK]],
-                    "Metrics": [{"Name": m, "Unit": contract.METRIC_UNITS[m]}
-                                for m in (contract.METRIC_PREFIX_CACHE_HITS, contract.METRIC_PREFIX_CACHE_QUERIES)],
-                }],
-            }  # fmt: skip
+                    "Dimensions": [[*base, contract.DIMENSION_TASK]],
+                    "Metrics": [{"Name": contract.METRIC_PREFIX_CACHE_HIT_RATE,
+                                 "Unit": contract.METRIC_UNITS[contract.METRIC_PREFIX_CACHE_HIT_RATE]}],
+                })  # fmt: skip
+            rec["_aws"] = {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives}
         sys.stdout.write(orjson.dumps(rec).decode() + "\n")
         sys.stdout.flush()
         return rec

@@ -90,6 +90,7 @@ METRIC_AFFINITY_FORWARDED: Final = "AffinityForwarded"  # 1: served by the owner
 METRIC_AFFINITY_HIT: Final = "AffinityHit"  # 1: served by the owner (this task or a forward); Average = hit share
 METRIC_PREFIX_CACHE_HITS: Final = "PrefixCacheHits"  # vLLM prompt tokens served from its prefix cache (per poll)
 METRIC_PREFIX_CACHE_QUERIES: Final = "PrefixCacheQueries"  # vLLM prompt tokens looked up (per poll); hit rate = Hits/Queries
+METRIC_PREFIX_CACHE_HIT_RATE: Final = "PrefixCacheHitRate"  # Hits / Queries of one poll window, per task only (0..1)
 
 METRIC_UNITS: Final = {
     METRIC_REQUESTS: "Count",
@@ -107,6 +108,7 @@ METRIC_UNITS: Final = {
     METRIC_AFFINITY_HIT: "Count",
     METRIC_PREFIX_CACHE_HITS: "Count",
     METRIC_PREFIX_CACHE_QUERIES: "Count",
+    METRIC_PREFIX_CACHE_HIT_RATE: "None",
 }
 
 DIMENSION_SERVICE: Final = "Service"
@@ -118,7 +120,8 @@ EMF_DIMENSION_SETS: Final = ((DIMENSION_SERVICE, DIMENSION_MODEL),)
 """The dimension set of every metric: alarms must use exactly these dimensions."""
 DIMENSION_TASK: Final = "Task"
 """Value: the task's gateway address (ip:port). Only on the prefix-cache metrics, beside the set above,
-so the hit rate can be read per task (gateways with affinity on emit them)."""
+so the hit rate can be read per task (gateways with affinity on emit them); PrefixCacheHitRate has this
+dimension set only (a service-wide average of per-task ratios would weigh an idle task like a busy one)."""
 
 DIMENSION_TENANT: Final = "Tenant"
 """Value: the tenant's name where the gateway knows it (TENANT_NAMES), else its API key id

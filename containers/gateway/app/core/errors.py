@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -73,22 +75,36 @@ class GatewayError(Exception):
         await send({"type": "http.response.body", "body": body})
 
 
+# pydantic names a union's member in ``loc`` by its type (``str``, ``list[ContentPart]``), FastAPI
+# puts where the value came from first (``body``): neither is part of the field's name.
+_NOT_A_FIELD = re.compile(r"\[|^(str|int|float|bool|body|query|path|header)$")
+
+
 def _loc_to_param(loc: tuple[Any, ...]) -> str:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
     out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif not _NOT_A_FIELD.search(p):
+            out += f".{p}" if out else p
     return out or "body"
 
 
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> GatewayError:
+    """400 for pydantic's errors, naming one field OpenAI style (``messages[0].content``): the
+    deepest error, which in a union is the member that got furthest; all that member's messages."""
+    first = max(errors, key=lambda e: len(e["loc"]))
+    param = _loc_to_param(first["loc"])
+    params = [_loc_to_param(e["loc"]) for e in errors]
+    msg = f"invalid '{param}': " + "; or ".join(dict.fromkeys(e["msg"] for e, p in zip(errors, params) if p == param))
+    if (others := len(set(params)) - 1) > 0:
+        msg += f" (and {others} more invalid field(s))"
+    code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+    return GatewayError(400, msg, param=param, code=code)
+
+
 async def _validation_handler(_: Request, exc: RequestValidationError) -> Response:
-    errs = exc.errors()
-    first = errs[0] if errs else {"loc": ("body",), "msg": "invalid request"}
-    param = _loc_to_param(tuple(first.get("loc", ())))
-    msg = f"invalid value for '{param}': {first.get('msg', 'invalid')}"
-    if len(errs) > 1:
-        msg += f" (and {len(errs) - 1} more error(s))"
-    return GatewayError(400, msg, param=param, code="invalid_value").response()
+    return invalid_request(exc.errors()).response()
 
 
 async def _http_handler(_: Request, exc: StarletteHTTPException) -> Response:

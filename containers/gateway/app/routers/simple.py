@@ -3,22 +3,20 @@ and POST /v1/chat/stream (SSE ``data: {"content": ...}`` events ending ``data: [
 
 from __future__ import annotations
 
+
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from ..core.errors import GatewayError
+from ..core.errors import GatewayError, invalid_request
 from ..core.observability import RequestRecord
-from ..core.proxy import ProxyCall
-from ..core.validation import validate_chat
+from ..core.proxy import ProxyCall, encode_payload
 from ..dependencies import GatewayDep, IdentityDep
-from ..schemas import ErrorResponse, SimpleChatRequest, SimpleChatResponse
-from .openai import ClientGone, check_json_content_type, new_request_id, read_body
+from ..schemas import ChatCompletionRequest, ErrorResponse, SimpleChatRequest, SimpleChatResponse
+from .openai import ClientGone, check_json_content_type, ended_early, new_request_id, read_body
 
 router = APIRouter(tags=["simple"])
 
@@ -52,7 +50,7 @@ def _payload(req: SimpleChatRequest, gw: Any, stream: bool) -> dict[str, Any]:
     if req.messages is not None:
         if req.prompt is not None:
             raise GatewayError(400, "invalid 'prompt': send either 'prompt' or 'messages', not both", param="prompt")
-        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        messages = req.messages
     elif req.prompt is not None:
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + [
             {"role": "user", "content": req.prompt}
@@ -69,7 +67,7 @@ def _payload(req: SimpleChatRequest, gw: Any, stream: bool) -> dict[str, Any]:
             p[f] = v
     if stream:
         p["stream_options"] = {"include_usage": True}
-    validate_chat(p, gw.s, gw.known_models())
+    ChatCompletionRequest.parse(p, gw.s, gw.known_models())
     return p
 
 
@@ -89,7 +87,7 @@ async def _body(request: Request, gw: Any) -> SimpleChatRequest:
     try:
         return SimpleChatRequest.model_validate_json(raw)
     except ValidationError as e:
-        raise RequestValidationError(e.errors(include_url=False)) from None
+        raise invalid_request(e.errors(include_url=False)) from None
 
 
 async def _start(request: Request, gw: Any, who: tuple[str, str], route: str, stream: bool) -> ProxyCall:
@@ -108,18 +106,11 @@ async def _start(request: Request, gw: Any, who: tuple[str, str], route: str, st
             rec.prompt = p["messages"]
         gw.limits.check(tenant)
         slot = gw.acquire(key_id)
-    except (GatewayError, RequestValidationError) as e:
-        rec.status = e.status if isinstance(e, GatewayError) else 400
-        rec.error = e.code if isinstance(e, GatewayError) else "invalid_value"
-        gw.finish(rec)
-        raise
-    except ClientGone:
-        rec.status = 499
-        rec.disconnected = True
-        gw.finish(rec)
+    except (GatewayError, ClientGone) as e:
+        ended_early(gw, rec, e)
         raise
     return ProxyCall(
-        gw, rec, "POST", "/v1/chat/completions", orjson.dumps(p), stream=stream, mode="simple", strip_usage=stream, slot=slot, payload=p
+        gw, rec, "POST", "/v1/chat/completions", encode_payload(p), stream=stream, mode="simple", strip_usage=stream, slot=slot, payload=p
     )
 
 
