@@ -152,7 +152,7 @@ class OpenAIEndpoint:
                     raise GatewayError(400, f"could not parse the JSON body: {e}", param="body", code="invalid_json") from None
                 req = kind.schema.parse(payload, gw.s, gw.known_models())
                 rec.model = req.model or None
-                stream = rec.stream = kind.streams and getattr(req, "stream") is True
+                stream = rec.stream = kind.streams and req.stream is True  # type: ignore[attr-defined]
                 if kind.streams and "stream" in payload:
                     payload["stream"] = stream  # as vLLM reads it ("true" is true), for a fallback too
                 if gw.s.log_prompts:

@@ -3,7 +3,6 @@ and POST /v1/chat/stream (SSE ``data: {"content": ...}`` events ending ``data: [
 
 from __future__ import annotations
 
-
 import time
 from typing import Any
 
