@@ -249,6 +249,11 @@ class Hop:
         cmd = [sys.executable, str(Path(__file__).with_name("aiohttp_hop.py")), "--upstream", upstream, "--port", str(port)]
         return cls("aiohttp", cmd, REPO, dict(os.environ), port, log)
 
+    @classmethod
+    def floor(cls, kind: str, upstream: str, port: int, log: Path) -> "Hop":
+        cmd = [sys.executable, str(Path(__file__).with_name("floor_hops.py")), kind, "--upstream", upstream, "--port", str(port)]
+        return cls(f"floor-{kind}", cmd, REPO, dict(os.environ), port, log)
+
     def wait_ready(self, path: str, timeout: float = 60) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -383,6 +388,8 @@ def main() -> int:
     ap.add_argument("--gateway", action="append", default=[], metavar="NAME=DIR[:VAR=VALUE...]",
                     help="another gateway copy (and/or settings) as one more target")
     ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
+    ap.add_argument("--floors", action="store_true",
+                    help="add the floors of floor_hops.py as targets: a byte relay and uvicorn with a bare ASGI app")
     ap.add_argument("--base-port", type=int, default=8080)
     ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
@@ -399,8 +406,10 @@ def main() -> int:
                                     dict(e.split("=", 1) for e in env)))  # fmt: skip
         if not a.no_control:
             hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
+        if a.floors:
+            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(("tcp", "asgi"))]
         for h in hops:
-            h.wait_ready(contract.HEALTH_PATH if h.name != "aiohttp" else "/health")
+            h.wait_ready(contract.HEALTH_PATH)
         targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}
         by_name = {h.name: h for h in hops}
         names = list(targets)
@@ -449,6 +458,11 @@ def main() -> int:
     a.out.write_text(json.dumps(rep, indent=1))
     print(tables(rep))
     return 0
+
+
+def judged(target: str) -> bool:
+    """A gateway copy, held to issue 13's targets (not direct, the control or a floor)."""
+    return target not in ("direct", "aiohttp") and not target.startswith("floor-")
 
 
 def report(a: argparse.Namespace, cells: list[dict[str, Any]], one_token: dict[str, Any] | None, peak: dict[str, float]) -> dict[str, Any]:
@@ -510,7 +524,7 @@ def tables(report: dict[str, Any]) -> str:
         for name, row in t.items():
             pair = "" if name == "direct" else f"{row['ratio_median']:.3f} ({row['ratio_min']:.3f}-{row['ratio_max']:.3f})"
             vs_tps = vs_p99 = ""
-            if ctl and name not in ("direct", "aiohttp"):
+            if ctl and judged(name):
                 vs_tps = f"{statistics.median(a / b for a, b in zip(row['tokens_per_s'], ctl['tokens_per_s'])):.3f}"
                 med = statistics.median(a - b for a, b in zip(row["round_p99_ms"], ctl["round_p99_ms"]))
                 vs_p99 = f"{row['ttft_p99_ms'] - ctl['ttft_p99_ms']:+.0f} / {med:+.0f}"
@@ -520,7 +534,7 @@ def tables(report: dict[str, Any]) -> str:
                 f"| {row['upstream_accept_queue_max']} | {row['tcp']['ListenOverflows']} | {row['tcp']['RetransSegs']} "
                 f"| {row['errors']} | {row.get('cpu_cores', '')} |"
             )
-            if name not in ("direct", "aiohttp"):
+            if judged(name):
                 ok_ratio = row["ratio_median"] >= TARGETS_OK["ratio"]
                 ok_p99 = ctl is None or row["ttft_p99_ms"] <= ctl["ttft_p99_ms"]
                 verdicts.append(
@@ -535,7 +549,7 @@ def tables(report: dict[str, Any]) -> str:
         lines += ["", "| one-token non-streaming call | p50 (ms) | p99 (ms) | added p50 vs direct (ms) | calls |", "|---|---:|---:|---:|---:|"]
         for name, row in u.items():
             lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['added_p50_ms']} | {row['calls']} |")
-            if name not in ("direct", "aiohttp"):
+            if judged(name):
                 verdicts.append(f"{name} one-token added p50 {row['added_p50_ms']} ms ({'met' if row['added_p50_ms'] <= 0.5 else 'MISSED'} <= 0.5)")
     return "\n".join(lines + ["", *verdicts])
 

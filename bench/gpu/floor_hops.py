@@ -1,0 +1,122 @@
+"""Floors for the one-token calls: the least a hop in front of vLLM can add on this host.
+
+``tcp``: a byte relay. One upstream connection per client connection, bytes copied as they come,
+no HTTP parsing: what the kernel and two extra wake-ups per call cost, and nothing else.
+
+``asgi``: uvicorn exactly as the gateway runs it (uvloop, the gateway's ``core/httpserver`` protocol,
+one worker, no access log) around a bare ASGI app that sends the body upstream with the gateway's
+own client (``core/httpclient.Pool``) and answers with what came back. No auth, validation,
+metrics, logging or FastAPI: the gateway's added latency beyond this is its own work.
+
+    python3 bench/gpu/floor_hops.py tcp --upstream http://127.0.0.1:8000 --port 18091
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "containers" / "gateway"))
+
+
+class _Pipe(asyncio.Protocol):
+    """One side of the relay: what arrives is written to the peer's transport."""
+
+    def __init__(self) -> None:
+        self.peer: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            self.pending.append(data)  # the client spoke before the upstream connection was up
+        else:
+            self.peer.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.peer.close()
+
+
+async def tcp_relay(upstream: str, port: int) -> None:
+    u = urlsplit(upstream)
+    loop = asyncio.get_running_loop()
+
+    class Client(_Pipe):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            loop.create_task(self.open())
+
+        async def open(self) -> None:
+            _, up = await loop.create_connection(_Pipe, u.hostname, u.port)
+            assert self.transport is not None and up.transport is not None
+            up.peer, self.peer = self.transport, up.transport
+            for b in self.pending:
+                up.transport.write(b)
+            self.pending.clear()
+
+    server = await loop.create_server(Client, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def asgi_app(upstream: str) -> Any:
+    from app.core.httpclient import Pool  # the gateway's client
+
+    state: dict[str, Pool] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # lifespan.startup: the pool needs the running loop
+            state["pool"] = Pool(upstream, connect_timeout_s=5, read_timeout_s=600, keepalive_s=4)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            await state["pool"].close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        method = scope["method"]
+        r = await state["pool"].request(method, scope["path"], body if method == "POST" else None, {"Content-Type": "application/json"})
+        data = await r.read()
+        r.release()
+        ctype = r.headers.get("content-type", "application/json").encode()
+        await send({"type": "http.response.start", "status": r.status,
+                    "headers": [(b"content-type", ctype), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kind", choices=("tcp", "asgi"))
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    a = ap.parse_args()
+    if a.kind == "tcp":
+        uvloop.run(tcp_relay(a.upstream, a.port))
+        return
+    import uvicorn
+
+    from app.core.httpserver import HttpProtocol
+
+    uvicorn.run(asgi_app(a.upstream), host="127.0.0.1", port=a.port, loop="uvloop", http=HttpProtocol,
+                lifespan="on", access_log=False, log_level="warning", server_header=False, date_header=False)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
