@@ -93,7 +93,7 @@ diff: install $(VENV)/.stamp-dev
 # GPU benchmark (bench/gpu, see its README): burst and staggered arrivals, direct vs the gateway vs a
 # plain aiohttp hop in the same rounds. `bench-gpu` runs it on a GPU host where vLLM serves on :8000;
 # `bench-gpu-table` prints the tables and verdicts of a results folder (default: the latest H200 run).
-BENCH_GPU_RESULTS ?= bench/results/2026-12-04-h200-bursts
+BENCH_GPU_RESULTS ?= bench/results/2026-12-05-h200-gateway-v2
 bench-gpu: $(VENV)/.stamp-dev
 	$(PY) bench/gpu/bench.py --out bench/out/gpu.json $(BENCH_GPU_ARGS)
 
