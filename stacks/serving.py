@@ -328,4 +328,3 @@ class ServingStack(Stack):
             self.vllm_repository = ecr.Repository.from_repository_name(self, "VllmRepository", name)
             return ecs.ContainerImage.from_ecr_repository(self.vllm_repository, tag)
         return ecs.ContainerImage.from_registry(ref)
-

@@ -149,4 +149,3 @@ class InternalAlb(Construct):
 
 
 __all__ = ["InternalAlb"]
-

@@ -31,13 +31,6 @@ from .httpclient import ReadTimeout, Response, UpstreamError
 from .observability import RequestRecord
 
 
-def encode_payload(p: dict[str, Any]) -> bytes:
-    """A request body the gateway rebuilt, as JSON for the upstream."""
-    try:
-        return orjson.dumps(p)
-    except TypeError:  # orjson stops at 64-bit integers; JSON, pydantic and vLLM take any size
-        return json.dumps(p, separators=(",", ":")).encode()
-
 perf = time.perf_counter
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -55,6 +48,14 @@ SSE_HEADERS = [
 ]
 _OVERHEAD = contract.OVERHEAD_HEADER.encode()
 _REQID = contract.REQUEST_ID_HEADER.encode()
+
+
+def encode_payload(p: dict[str, Any]) -> bytes:
+    """A request body the gateway rebuilt, as JSON for the upstream."""
+    try:
+        return orjson.dumps(p)
+    except TypeError:  # orjson stops at 64-bit integers; JSON, pydantic and vLLM take any size
+        return json.dumps(p, separators=(",", ":")).encode()
 
 
 def _usage(rec: RequestRecord, blob: bytes, start: int = 0) -> None:
