@@ -12,8 +12,11 @@
 #                  aiohttp control in the same rounds                                -> $OUT/gpu-burst.json
 #   staggered      staggered arrivals at 32/128/256 (same targets), then the one-token calls, the
 #                  kit's older gateway copy (gw-old) too    -> $OUT/gpu-staggered.json, $OUT/gpu-one-token.json
-# Settings from the environment: BURST_ROUNDS, STAGGER_ROUNDS (10 and 8), UNARY (one-token calls per
-# target, 500), UPSTREAM/MODEL (vLLM's URL and served name); for a dry run on a CPU machine against
+#   tail           the one-token calls with the floors (floor_hops.py) and each hop's CPU per call, then
+#                  one cell (TAIL_ARRIVALS/TAIL_STREAMS, burst 128) for TAIL_ROUNDS rounds, written
+#                  after every round                   -> $OUT/gpu-floors.json, $OUT/gpu-tail.json
+# Settings from the environment: BURST_ROUNDS, STAGGER_ROUNDS, TAIL_ROUNDS (10, 8, 40), UNARY
+# (one-token calls per target, 500), UPSTREAM/MODEL (vLLM's URL and served name); for a dry run on a CPU machine against
 # the vLLM CPU engine, GPU_ROOT (/root) keeps it to a folder of its own and BENCH_EXTRA adds bench.py
 # arguments (smaller cells).
 set -uo pipefail
@@ -67,7 +70,7 @@ case "$1" in
     sleep 2
     UPSTREAM=http://127.0.0.1:9000 MODEL=fake bench 300 --label "fake upstream (CPU), 1 ms per request, 5 ms to answer" \
       --arrivals burst --concurrency 256 --rounds 4 --max-tokens 60 --prompt-words 64 --unary "${UNARY:-500}" \
-      $(old) --base-port 18080 --logs $R/logs/cpu --out "$OUT/cpu-fake.json" | tail -14
+      --floors $(old) --base-port 18080 --logs $R/logs/cpu --out "$OUT/cpu-fake.json" | tail -14
     kill $fake
     tail -3 $R/start.log ;;
   burst)
@@ -82,5 +85,11 @@ case "$1" in
       --logs $R/logs/stag --out "$OUT/gpu-staggered.json" | tail -16
     bench 100 --rounds 0 --unary "${UNARY:-500}" $(old) --logs $R/logs/one --out "$OUT/gpu-one-token.json" | tail -8
     tar czf "$OUT/logs-staggered.tgz" -C $R/logs stag one cpu 2>/dev/null; cp $R/vllm.log "$OUT/vllm.log" ;;
-  *) echo "usage: $0 parts FILE...|start KIT PART|burst|staggered"; exit 2 ;;
+  tail)
+    wait_healthy || exit 1
+    bench 130 --rounds 0 --unary "${UNARY:-800}" --floors $(old) --logs $R/logs/floors --out "$OUT/gpu-floors.json" | tail -10
+    bench 400 --arrivals "${TAIL_ARRIVALS:-burst}" --concurrency "${TAIL_STREAMS:-128}" --rounds "${TAIL_ROUNDS:-40}" --unary 0 \
+      --logs $R/logs/tail --out "$OUT/gpu-tail.json" | tail -6
+    tar czf "$OUT/logs-tail.tgz" -C $R/logs floors tail ;;
+  *) echo "usage: $0 parts FILE...|start KIT PART|burst|staggered|tail"; exit 2 ;;
 esac
