@@ -527,19 +527,23 @@ def tables(report: dict[str, Any]) -> str:
     """Markdown: one row per cell and target; each hop against direct and against the aiohttp control
     of the same rounds (the fairest comparison: a round's load hits both alike)."""
     s = report["settings"]
-    stagger = f"; staggered: starts spread over {s['stagger_s']} s" if "staggered" in s["arrivals"] else ""
+    cells = report["cells"]
+    stagger = f"; staggered: starts spread over {s['stagger_s']} s" if any(c["arrivals"] == "staggered" for c in cells) else ""
     lines = [
         f"{report['label']} on {report['gpu']}, vLLM {report['vllm_version']}, {report['date']}; {s['rounds']} rounds per cell, "
         f"{s['requests_per_worker']} request(s) per worker, {s['prompt_words']}-word prompts, {s['max_tokens']} tokens{stagger}; "
         f"peak RSS (MB) {report['peak_rss_mb']}",
-        "",
-        "| arrivals | streams | target | tok/s (median round) | vs direct: median pair (min-max) | vs aiohttp: median pair "
-        "| TTFT p50 (ms) | TTFT p99 (ms) | p99 vs aiohttp: pooled / median of rounds (ms) | new conns to vLLM | accept queue max "
-        "| listen overflows | retrans segs | errors | CPU cores |",
-        "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
+    if cells:
+        lines += [
+            "",
+            "| arrivals | streams | target | tok/s (median round) | vs direct: median pair (min-max) | vs aiohttp: median pair "
+            "| TTFT p50 (ms) | TTFT p99 (ms) | p99 vs aiohttp: pooled / median of rounds (ms) | new conns to vLLM | accept queue max "
+            "| listen overflows | retrans segs | errors | CPU cores |",
+            "|---|---:|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
     verdicts = []
-    for c in report["cells"]:
+    for c in cells:
         t = c["targets"]
         ctl = t.get("aiohttp")
         for name, row in t.items():
