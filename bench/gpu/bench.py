@@ -394,7 +394,7 @@ def main() -> int:
                     help="another gateway copy (and/or settings) as one more target")
     ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
     ap.add_argument("--floors", action="store_true",
-                    help="add the floors of floor_hops.py as targets: a byte relay and uvicorn with a bare ASGI app")
+                    help="add the floors of floor_hops.py as targets: a byte relay, a bare httptools server and uvicorn with a bare ASGI app")
     ap.add_argument("--base-port", type=int, default=8080)
     ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
@@ -412,7 +412,7 @@ def main() -> int:
         if not a.no_control:
             hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
         if a.floors:
-            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(("tcp", "asgi"))]
+            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(("tcp", "raw", "asgi"))]
         for h in hops:
             h.wait_ready(contract.HEALTH_PATH)
         targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}

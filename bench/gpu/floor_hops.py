@@ -3,6 +3,10 @@
 ``tcp``: a byte relay. One upstream connection per client connection, bytes copied as they come,
 no HTTP parsing: what the kernel and two extra wake-ups per call cost, and nothing else.
 
+``raw``: the least an HTTP server in Python can be: an asyncio protocol around httptools' parser (as
+uvicorn's), no ASGI, no flow control, no timers, one task per request, the answer written in one
+piece, with the gateway's own client. What a hot path without uvicorn could reach at best.
+
 ``asgi``: uvicorn exactly as the gateway runs it (uvloop, the gateway's ``core/httpserver`` protocol,
 one worker, no access log) around a bare ASGI app that sends the body upstream with the gateway's
 own client (``core/httpclient.Pool``) and answers with what came back. No auth, validation,
@@ -69,7 +73,59 @@ async def tcp_relay(upstream: str, port: int) -> None:
         await server.serve_forever()
 
 
+def _pool(upstream: str) -> Any:
+    from app.core.httpclient import Pool  # the gateway's client
+
+    return Pool(upstream, connect_timeout_s=5, read_timeout_s=600, keepalive_s=4)
+
+
+async def raw_server(upstream: str, port: int) -> None:
+    import httptools
+
+    loop = asyncio.get_running_loop()
+    pool = _pool(upstream)
+
+    class Raw(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.transport: asyncio.Transport | None = None
+            self.url = b""
+            self.body: list[bytes] = []
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_body(self, body: bytes) -> None:
+            self.body.append(body)
+
+        def on_message_complete(self) -> None:
+            method = self.parser.get_method().decode()
+            body, self.body = b"".join(self.body), []
+            loop.create_task(self.answer(method, self.url.decode(), body))
+
+        async def answer(self, method: str, path: str, body: bytes) -> None:
+            r = await pool.request(method, path, body if method == "POST" else None, {"Content-Type": "application/json"})
+            data = await r.read()
+            r.release()
+            ctype = r.headers.get("content-type", "application/json").encode()
+            head = b"HTTP/1.1 %d OK\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n" % (r.status, ctype, len(data))
+            assert self.transport is not None
+            self.transport.write(head + data)
+
+    server = await loop.create_server(Raw, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
 def asgi_app(upstream: str) -> Any:
+    from app.core.httpclient import Pool  # noqa: F401  (the gateway's client, through _pool)
+
     from app.core.httpclient import Pool  # the gateway's client
 
     state: dict[str, Pool] = {}
@@ -77,7 +133,7 @@ def asgi_app(upstream: str) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             await receive()  # lifespan.startup: the pool needs the running loop
-            state["pool"] = Pool(upstream, connect_timeout_s=5, read_timeout_s=600, keepalive_s=4)
+            state["pool"] = _pool(upstream)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             await state["pool"].close()
@@ -103,12 +159,12 @@ def asgi_app(upstream: str) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("tcp", "asgi"))
+    ap.add_argument("kind", choices=("tcp", "raw", "asgi"))
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
-    if a.kind == "tcp":
-        uvloop.run(tcp_relay(a.upstream, a.port))
+    if a.kind != "asgi":
+        uvloop.run((tcp_relay if a.kind == "tcp" else raw_server)(a.upstream, a.port))
         return
     import uvicorn
 

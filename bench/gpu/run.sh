@@ -12,6 +12,8 @@
 #                  aiohttp control in the same rounds                                -> $OUT/gpu-burst.json
 #   staggered      staggered arrivals at 32/128/256 (same targets), then the one-token calls, the
 #                  kit's older gateway copy (gw-old) too    -> $OUT/gpu-staggered.json, $OUT/gpu-one-token.json
+#   floors KIT     without vLLM (no parts needed): install the kit, then the one-token calls against the
+#                  fake upstream with the floors and each hop's CPU per call     -> $OUT/fake-floors.json
 #   tail           the one-token calls with the floors (floor_hops.py) and each hop's CPU per call, then
 #                  one cell (TAIL_ARRIVALS/TAIL_STREAMS, burst 128) for TAIL_ROUNDS rounds, written
 #                  after every round                   -> $OUT/gpu-floors.json, $OUT/gpu-tail.json
@@ -42,8 +44,22 @@ wait_healthy() {
   done
   echo "vLLM not healthy"; tail -40 $R/vllm.log; return 1
 }
+fake() {  # a fake upstream that holds its event loop 1 ms per request, as vLLM's API server does while it
+  # renders and tokenizes, and answers a one-token call after 5 ms, so the hops sleep between request and answer
+  (cd $K/repo && PYTHONPATH=$R/gw exec python3 bench/gateway/fake_upstream.py --port 9000 --busy-ms 1 --ttft-ms 5 \
+    --interval-ms 15 --max-seconds 600 > $R/logs/fake.log 2>&1) &
+  fake=$!
+  sleep 2
+}
 case "$1" in
   parts) shift; cp "$@" $R/parts/ && ls -la $R/parts ;;
+  floors)
+    rm -rf $K $R/gw && cp -r "$2" $K
+    python3 -m pip install -q --no-index --no-deps --no-compile --target $R/gw $K/whl/*.whl
+    fake  # as in start, without the bursts
+    UPSTREAM=http://127.0.0.1:9000 MODEL=fake bench 300 --label "fake upstream (CPU), 1 ms per request, 5 ms to answer" \
+      --rounds 0 --unary "${UNARY:-800}" --floors $(old) --base-port 18080 --logs $R/logs/fake-floors --out "$OUT/fake-floors.json" | tail -12
+    kill $fake ;;
   start)
     rm -rf $K && cp -r "$2" $K && cp "$3" $R/parts/
     python3 -m pip install -q --no-index --no-deps --no-compile --target $R/gw $K/whl/*.whl
@@ -61,13 +77,8 @@ case "$1" in
     } > "$OUT/host.txt" 2>&1
     cp $K/start-vllm.sh $K/mk_model.py $R/
     setsid nohup bash $R/start-vllm.sh > $R/start.log 2>&1 < /dev/null &
-    # CPU-side comparison while vLLM loads (it compiles on a few of the 16 cores): a fake upstream
-    # that holds its event loop 1 ms per request, as vLLM's API server does while it renders and
-    # tokenizes, and answers a one-token call after 5 ms, so the hops sleep between request and answer.
-    (cd $K/repo && PYTHONPATH=$R/gw exec python3 bench/gateway/fake_upstream.py --port 9000 --busy-ms 1 --ttft-ms 5 \
-      --interval-ms 15 --max-seconds 600 > $R/logs/fake.log 2>&1) &
-    fake=$!
-    sleep 2
+    # CPU-side comparison while vLLM loads (it compiles on a few of the 16 cores)
+    fake
     UPSTREAM=http://127.0.0.1:9000 MODEL=fake bench 300 --label "fake upstream (CPU), 1 ms per request, 5 ms to answer" \
       --arrivals burst --concurrency 256 --rounds 4 --max-tokens 60 --prompt-words 64 --unary "${UNARY:-500}" \
       --floors $(old) --base-port 18080 --logs $R/logs/cpu --out "$OUT/cpu-fake.json" | tail -14
@@ -91,5 +102,5 @@ case "$1" in
     bench 400 --arrivals "${TAIL_ARRIVALS:-burst}" --concurrency "${TAIL_STREAMS:-128}" --rounds "${TAIL_ROUNDS:-40}" --unary 0 \
       --logs $R/logs/tail --out "$OUT/gpu-tail.json" | tail -6
     tar czf "$OUT/logs-tail.tgz" -C $R/logs floors tail ;;
-  *) echo "usage: $0 parts FILE...|start KIT PART|burst|staggered|tail"; exit 2 ;;
+  *) echo "usage: $0 parts FILE...|start KIT PART|floors KIT|burst|staggered|tail"; exit 2 ;;
 esac
