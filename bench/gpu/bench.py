@@ -342,7 +342,8 @@ def summarize_cell(rounds: list[dict[str, dict[str, Any]]], names: list[str]) ->
 async def unary(targets: dict[str, str], model: str, n: int, hops: dict[str, "Hop"]) -> dict[str, Any]:
     """One-token non-streaming calls, one at a time, the targets interleaved call by call (load drift
     hits all alike), each over its own kept-alive connection. A hop's CPU time per call (its process,
-    user + system, over every call it served) is the work it does, whatever the host's wake-up costs."""
+    user + system, over every call it served) is what a call costs it, the kernel's work for its reads
+    and writes included: on a machine where that differs from another, so does every hop's latency."""
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "w1 w2 w3"}], "max_tokens": 1}).encode()
     hdr = {"content-type": "application/json"}
     times: dict[str, list[float]] = {k: [] for k in targets}

@@ -124,9 +124,7 @@ async def raw_server(upstream: str, port: int) -> None:
 
 
 def asgi_app(upstream: str) -> Any:
-    from app.core.httpclient import Pool  # noqa: F401  (the gateway's client, through _pool)
-
-    from app.core.httpclient import Pool  # the gateway's client
+    from app.core.httpclient import Pool
 
     state: dict[str, Pool] = {}
 

@@ -18,7 +18,8 @@
 #                  one cell (TAIL_ARRIVALS/TAIL_STREAMS, burst 128) for TAIL_ROUNDS rounds, written
 #                  after every round                   -> $OUT/gpu-floors.json, $OUT/gpu-tail.json
 # Settings from the environment: BURST_ROUNDS, STAGGER_ROUNDS, TAIL_ROUNDS (10, 8, 40), UNARY
-# (one-token calls per target, 500), UPSTREAM/MODEL (vLLM's URL and served name); for a dry run on a CPU machine against
+# (one-token calls per target: 500, 800 in floors and tail), UPSTREAM/MODEL (vLLM's URL and served
+# name); for a dry run on a CPU machine against
 # the vLLM CPU engine, GPU_ROOT (/root) keeps it to a folder of its own and BENCH_EXTRA adds bench.py
 # arguments (smaller cells).
 set -uo pipefail
