@@ -339,7 +339,7 @@ def summarize_cell(rounds: list[dict[str, dict[str, Any]]], names: list[str]) ->
     return out
 
 
-async def unary(targets: dict[str, str], model: str, n: int, hops: dict[str, "Hop"]) -> dict[str, Any]:
+async def unary(targets: dict[str, str], model: str, n: int, hops: dict[str, Hop]) -> dict[str, Any]:
     """One-token non-streaming calls, one at a time, the targets interleaved call by call (load drift
     hits all alike), each over its own kept-alive connection. A hop's CPU time per call (its process,
     user + system, over every call it served) is what a call costs it, the kernel's work for its reads

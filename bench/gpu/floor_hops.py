@@ -124,9 +124,7 @@ async def raw_server(upstream: str, port: int) -> None:
 
 
 def asgi_app(upstream: str) -> Any:
-    from app.core.httpclient import Pool
-
-    state: dict[str, Pool] = {}
+    state: dict[str, Any] = {}
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

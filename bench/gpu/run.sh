@@ -45,6 +45,9 @@ wait_healthy() {
   done
   echo "vLLM not healthy"; tail -40 $R/vllm.log; return 1
 }
+install_kit() {  # the kit to $K, its gateway wheels to $R/gw
+  rm -rf $K $R/gw && cp -r "$1" $K && python3 -m pip install -q --no-index --no-deps --no-compile --target $R/gw $K/whl/*.whl
+}
 fake() {  # a fake upstream that holds its event loop 1 ms per request, as vLLM's API server does while it
   # renders and tokenizes, and answers a one-token call after 5 ms, so the hops sleep between request and answer
   (cd $K/repo && PYTHONPATH=$R/gw exec python3 bench/gateway/fake_upstream.py --port 9000 --busy-ms 1 --ttft-ms 5 \
@@ -55,15 +58,13 @@ fake() {  # a fake upstream that holds its event loop 1 ms per request, as vLLM'
 case "$1" in
   parts) shift; cp "$@" $R/parts/ && ls -la $R/parts ;;
   floors)
-    rm -rf $K $R/gw && cp -r "$2" $K
-    python3 -m pip install -q --no-index --no-deps --no-compile --target $R/gw $K/whl/*.whl
+    install_kit "$2"
     fake  # as in start, without the bursts
     UPSTREAM=http://127.0.0.1:9000 MODEL=fake bench 300 --label "fake upstream (CPU), 1 ms per request, 5 ms to answer" \
       --rounds 0 --unary "${UNARY:-800}" --floors $(old) --base-port 18080 --logs $R/logs/fake-floors --out "$OUT/fake-floors.json" | tail -12
     kill $fake ;;
   start)
-    rm -rf $K && cp -r "$2" $K && cp "$3" $R/parts/
-    python3 -m pip install -q --no-index --no-deps --no-compile --target $R/gw $K/whl/*.whl
+    install_kit "$2" && cp "$3" $R/parts/
     if [ ! -d $R/site/vllm ]; then  # what start-vllm.sh would do, so httptools can join before vLLM starts
       (cd $R/parts && cat p[0-9][0-9] | tar x) && \
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target $R/site $R/parts/wheels/*.whl
