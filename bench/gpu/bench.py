@@ -55,6 +55,7 @@ from app.core import contract  # noqa: E402  (stdlib only)
 
 CONCURRENCY = (32, 128, 256)
 ARRIVALS = ("burst", "staggered")
+FLOORS = ("tcp", "raw", "asgi", "granian")  # floor_hops.py's kinds, in the order of their ports
 VOCAB = 128_254  # the synthetic word-level tokenizer of shared/gpu/mk_model.py: words w0..w128253
 ALB_IDLE_TIMEOUT_S = 900  # config default (ecs.alb_idle_timeout_seconds)
 CLK = os.sysconf("SC_CLK_TCK")
@@ -267,14 +268,28 @@ class Hop:
                 time.sleep(0.3)
         raise RuntimeError(f"{self.name} not ready; see {self.log.name}")
 
+    def pids(self) -> list[int]:
+        """The hop's process and its descendants (granian serves from a worker process)."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for t in Path(f"/proc/{pid}/task").glob("*/children"):
+                todo += map(int, t.read_text().split())
+        return out
+
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK
+        total = 0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(map(int, fields[11:15]))  # user and system time, its own and its reaped children's
+        return total / CLK
 
     def peak_rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        return sum(
+            next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM:"))
+            for pid in self.pids()
+        ) / 1024
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -395,7 +410,7 @@ def main() -> int:
                     help="another gateway copy (and/or settings) as one more target")
     ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
     ap.add_argument("--floors", action="store_true",
-                    help="add the floors of floor_hops.py as targets: a byte relay, a bare httptools server and uvicorn with a bare ASGI app")
+                    help="add the floors of floor_hops.py as targets: a byte relay, a bare httptools server, and a bare ASGI app under uvicorn and under granian")
     ap.add_argument("--base-port", type=int, default=8080)
     ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
@@ -413,7 +428,7 @@ def main() -> int:
         if not a.no_control:
             hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
         if a.floors:
-            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(("tcp", "raw", "asgi"))]
+            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(FLOORS)]
         for h in hops:
             h.wait_ready(contract.HEALTH_PATH)
         targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}

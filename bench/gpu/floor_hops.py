@@ -12,6 +12,9 @@ one worker, no access log) around a bare ASGI app that sends the body upstream w
 own client (``core/httpclient.Pool``) and answers with what came back. No auth, validation,
 metrics, logging or FastAPI: the gateway's added latency beyond this is its own work.
 
+``granian``: the same bare ASGI app under granian (a maintained server with its HTTP layer in Rust,
+one worker process, uvloop, HTTP/1.1 only): whether a faster server exists off the shelf.
+
     python3 bench/gpu/floor_hops.py tcp --upstream http://127.0.0.1:8000 --port 18091
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,12 +157,27 @@ def asgi_app(upstream: str) -> Any:
     return app
 
 
+def granian_app() -> Any:
+    """The app factory granian's worker process loads by name (it takes no callable from this process)."""
+    return asgi_app(os.environ["FLOOR_UPSTREAM"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("tcp", "raw", "asgi"))
+    ap.add_argument("kind", choices=("tcp", "raw", "asgi", "granian"))
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
+    if a.kind == "granian":
+        from granian.constants import HTTPModes, Interfaces, Loops
+        from granian.log import LogLevels
+        from granian.server import Server
+
+        os.environ["FLOOR_UPSTREAM"] = a.upstream
+        Server("floor_hops:granian_app", address="127.0.0.1", port=a.port, interface=Interfaces.ASGI, workers=1,
+               loop=Loops.uvloop, http=HTTPModes.http1, websockets=False, factory=True, log_access=False,
+               log_level=LogLevels.warning, working_dir=Path(__file__).parent, backlog=4096).serve()  # fmt: skip
+        return
     if a.kind != "asgi":
         uvloop.run((tcp_relay if a.kind == "tcp" else raw_server)(a.upstream, a.port))
         return

@@ -19,6 +19,7 @@ cp bench/gpu/run.sh "$dest/gpu.sh"; cp "$shared/start-vllm.sh" "$shared/mk_model
 # boto3 and its dependencies stay behind: the gateway imports boto3 only where a tenant-names SSM
 # parameter is configured, and they are a third of the kit's size.
 grep -vE '^(boto3|botocore|s3transfer|jmespath|urllib3|python-dateutil|six)==' containers/gateway/requirements.txt > "$dest/requirements.txt"
+grep -oE '^granian==[^ ]+' requirements-dev.txt >> "$dest/requirements.txt"  # floor_hops.py's granian floor
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux1_x86_64 --platform any -d "$dest/whl" -r "$dest/requirements.txt"
