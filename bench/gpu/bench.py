@@ -55,7 +55,8 @@ from app.core import contract  # noqa: E402  (stdlib only)
 
 CONCURRENCY = (32, 128, 256)
 ARRIVALS = ("burst", "staggered")
-FLOORS = ("tcp", "raw", "asgi", "granian")  # floor_hops.py's kinds, in the order of their ports
+# floor_hops.py's kinds, in the order of their ports; gateway-raw is no floor but joins the same calls
+FLOORS = ("tcp", "raw", "asgi", "granian", "gateway-raw")
 VOCAB = 128_254  # the synthetic word-level tokenizer of shared/gpu/mk_model.py: words w0..w128253
 ALB_IDLE_TIMEOUT_S = 900  # config default (ecs.alb_idle_timeout_seconds)
 CLK = os.sysconf("SC_CLK_TCK")
@@ -251,9 +252,10 @@ class Hop:
         return cls("aiohttp", cmd, REPO, dict(os.environ), port, log)
 
     @classmethod
-    def floor(cls, kind: str, upstream: str, port: int, log: Path) -> "Hop":
+    def floor(cls, kind: str, upstream: str, model: str, port: int, log: Path) -> "Hop":
         cmd = [sys.executable, str(Path(__file__).with_name("floor_hops.py")), kind, "--upstream", upstream, "--port", str(port)]
-        return cls(f"floor-{kind}", cmd, REPO, dict(os.environ), port, log)
+        env = gateway_env(upstream, model, port) if kind == "gateway-raw" else dict(os.environ)
+        return cls(f"floor-{kind}", cmd, REPO, env, port, log)
 
     def wait_ready(self, path: str, timeout: float = 60) -> None:
         deadline = time.time() + timeout
@@ -410,7 +412,8 @@ def main() -> int:
                     help="another gateway copy (and/or settings) as one more target")
     ap.add_argument("--no-control", action="store_true", help="leave out the aiohttp control")
     ap.add_argument("--floors", action="store_true",
-                    help="add the floors of floor_hops.py as targets: a byte relay, a bare httptools server, and a bare ASGI app under uvicorn and under granian")
+                    help="add the floors of floor_hops.py as targets of the one-token calls: a byte relay, a bare httptools server, "
+                         "and a bare ASGI app under uvicorn and under granian; and gateway-raw, the gateway's endpoints on that bare server")
     ap.add_argument("--base-port", type=int, default=8080)
     ap.add_argument("--logs", type=Path, default=None, help="folder for the hops' logs (default: beside --out)")
     a = ap.parse_args()
@@ -428,7 +431,7 @@ def main() -> int:
         if not a.no_control:
             hops.append(Hop.aiohttp_control(a.upstream, a.base_port + 10, logs / f"{a.out.stem}.aiohttp.log"))
         if a.floors:
-            hops += [Hop.floor(k, a.upstream, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(FLOORS)]
+            hops += [Hop.floor(k, a.upstream, a.model, a.base_port + 11 + i, logs / f"{a.out.stem}.floor-{k}.log") for i, k in enumerate(FLOORS)]
         for h in hops:
             h.wait_ready(contract.HEALTH_PATH)
         targets = {"direct": a.upstream, **{h.name: h.url for h in hops}}

@@ -12,6 +12,10 @@ one worker, no access log) around a bare ASGI app that sends the body upstream w
 own client (``core/httpclient.Pool``) and answers with what came back. No auth, validation,
 metrics, logging or FastAPI: the gateway's added latency beyond this is its own work.
 
+``gateway-raw`` is no floor: the gateway's own OpenAI endpoints (all their work) behind the bare
+httptools server instead of uvicorn and FastAPI's outer layers, started from the gateway's
+settings: what a hot path of our own would give the gateway as it is (issue 13, option 1b).
+
 ``granian``: the same bare ASGI app under granian (a maintained server with its HTTP layer in Rust,
 one worker process, uvloop, HTTP/1.1 only): whether a faster server exists off the shelf.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -127,6 +132,100 @@ async def raw_server(upstream: str, port: int) -> None:
         await server.serve_forever()
 
 
+async def gateway_raw_server(port: int) -> None:
+    """The gateway's own OpenAI endpoints (``app.routers.openai``: auth, admission, validation, the
+    proxy, usage, the log line and metrics), started with the gateway's lifespan and settings
+    (``GATEWAY_*``), behind the bare httptools server instead of uvicorn and FastAPI's outer layers:
+    what a hot path of our own would give the gateway as it is. Other paths (the bench's /health)
+    go through the FastAPI app. A prototype for measuring, not a server: no limits on heads or
+    bodies, no timers, no pipelining, no disconnect watch, no drain."""
+    from http import HTTPStatus
+
+    import httptools
+
+    from app.main import create_app
+    from app.routers.openai import FAST_ROUTES
+
+    loop = asyncio.get_running_loop()
+    app = create_app()
+
+    class GatewayRaw(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpRequestParser(self)
+            self.transport: asyncio.Transport | None = None
+            self.url = b""
+            self.headers: list[tuple[bytes, bytes]] = []
+            self.body: list[bytes] = []
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_url(self, url: bytes) -> None:
+            self.url = url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name.lower(), value))
+
+        def on_body(self, body: bytes) -> None:
+            self.body.append(body)
+
+        def on_message_complete(self) -> None:
+            method = self.parser.get_method().decode()
+            headers, self.headers = self.headers, []
+            body, self.body = b"".join(self.body), []
+            loop.create_task(self.answer(method, self.url.decode(), headers, body))
+
+        async def answer(self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+            transport = self.transport
+            assert transport is not None
+            pending = [{"type": "http.request", "body": body, "more_body": False}]
+            head: list[bytes] = []
+            chunked = False
+
+            async def receive() -> dict[str, Any]:
+                if pending:
+                    return pending.pop()
+                return await loop.create_future()  # never done: a client's disconnect is not watched here
+
+            async def send(msg: dict[str, Any]) -> None:
+                nonlocal chunked
+                if msg["type"] == "http.response.start":
+                    hs = msg.get("headers", [])
+                    chunked = not any(k.lower() == b"content-length" for k, _ in hs)
+                    st = msg["status"]
+                    head.append(b"HTTP/1.1 %d %s\r\n" % (st, HTTPStatus(st).phrase.encode()))
+                    head.extend(b"%s: %s\r\n" % (k, v) for k, v in hs)
+                    if chunked:
+                        transport.write(b"".join(head) + b"transfer-encoding: chunked\r\n\r\n")
+                    return
+                data = msg.get("body", b"")
+                if not chunked:
+                    transport.write(b"".join(head) + b"\r\n" + data)
+                    return
+                if data:
+                    transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+                if not msg.get("more_body", False):
+                    transport.write(b"0\r\n\r\n")
+
+            endpoint = FAST_ROUTES.get((method, path))
+            if endpoint is not None:  # the hot routes, as the gateway's edge middleware calls them
+                await endpoint({"type": "http", "method": method, "path": path, "headers": headers, "app": app}, receive, send)
+                return
+            path, _, query = path.partition("?")  # anything else (/health) through the FastAPI app
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
+                     "method": method, "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+                     "root_path": "", "headers": headers, "server": ("127.0.0.1", port), "client": ("127.0.0.1", 0)}  # fmt: skip
+            await app(scope, receive, send)
+
+    async with app.router.lifespan_context(app):
+        server = await loop.create_server(GatewayRaw, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+
 def asgi_app(upstream: str) -> Any:
     state: dict[str, Any] = {}
 
@@ -164,7 +263,7 @@ def granian_app() -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("tcp", "raw", "asgi", "granian"))
+    ap.add_argument("kind", choices=("tcp", "raw", "asgi", "granian", "gateway-raw"))
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
@@ -177,6 +276,10 @@ def main() -> None:
         Server("floor_hops:granian_app", address="127.0.0.1", port=a.port, interface=Interfaces.ASGI, workers=1,
                loop=Loops.uvloop, http=HTTPModes.http1, websockets=False, factory=True, log_access=False,
                log_level=LogLevels.warning, working_dir=Path(__file__).parent, backlog=4096).serve()  # fmt: skip
+        return
+    if a.kind == "gateway-raw":
+        with contextlib.suppress(KeyboardInterrupt):  # how the gateway's drain ends a process not under uvicorn
+            uvloop.run(gateway_raw_server(a.port))  # upstream and port also in GATEWAY_* (bench.gateway_env)
         return
     if a.kind != "asgi":
         uvloop.run((tcp_relay if a.kind == "tcp" else raw_server)(a.upstream, a.port))
