@@ -88,31 +88,36 @@ def _pool(upstream: str) -> Any:
     return Pool(upstream, connect_timeout_s=5, read_timeout_s=600, keepalive_s=4)
 
 
-async def raw_server(upstream: str, port: int) -> None:
-    import httptools
+class _Bare(asyncio.Protocol):
+    """The bare server's connection: httptools' parser fed straight from the socket; a subclass
+    answers each complete request in ``on_message_complete``."""
 
+    def __init__(self) -> None:
+        import httptools
+
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_url(self, url: bytes) -> None:
+        self.url = url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+
+async def raw_server(upstream: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     pool = _pool(upstream)
 
-    class Raw(asyncio.Protocol):
-        def __init__(self) -> None:
-            self.parser = httptools.HttpRequestParser(self)
-            self.transport: asyncio.Transport | None = None
-            self.url = b""
-            self.body: list[bytes] = []
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]
-
-        def data_received(self, data: bytes) -> None:
-            self.parser.feed_data(data)
-
-        def on_url(self, url: bytes) -> None:
-            self.url = url
-
-        def on_body(self, body: bytes) -> None:
-            self.body.append(body)
-
+    class Raw(_Bare):
         def on_message_complete(self) -> None:
             method = self.parser.get_method().decode()
             body, self.body = b"".join(self.body), []
@@ -141,36 +146,19 @@ async def gateway_raw_server(port: int) -> None:
     bodies, no timers, no pipelining, no disconnect watch, no drain."""
     from http import HTTPStatus
 
-    import httptools
-
     from app.main import create_app
     from app.routers.openai import FAST_ROUTES
 
     loop = asyncio.get_running_loop()
     app = create_app()
 
-    class GatewayRaw(asyncio.Protocol):
+    class GatewayRaw(_Bare):
         def __init__(self) -> None:
-            self.parser = httptools.HttpRequestParser(self)
-            self.transport: asyncio.Transport | None = None
-            self.url = b""
+            super().__init__()
             self.headers: list[tuple[bytes, bytes]] = []
-            self.body: list[bytes] = []
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]
-
-        def data_received(self, data: bytes) -> None:
-            self.parser.feed_data(data)
-
-        def on_url(self, url: bytes) -> None:
-            self.url = url
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self.headers.append((name.lower(), value))
-
-        def on_body(self, body: bytes) -> None:
-            self.body.append(body)
 
         def on_message_complete(self) -> None:
             method = self.parser.get_method().decode()
