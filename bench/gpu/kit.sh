@@ -3,9 +3,9 @@
 #   bash bench/gpu/kit.sh DEST [OLD_COMMIT]
 # DEST/repo: bench/gpu, the fake upstream and containers/gateway as committed at HEAD (commit first:
 # the kit measures what the commit ships); DEST/whl: the gateway's pinned wheels for CPython 3.12
-# (the host's Python), httptools among them (it also goes to vLLM's side); DEST/gw-old: the gateway
-# at OLD_COMMIT, one more target of the one-token calls; DEST/start-vllm.sh, mk_model.py from
-# ../shared/gpu. Run in the repository root of the worktree to measure.
+# (the host's Python), httptools among them (it also goes to vLLM's side), and granian's for its
+# floor; DEST/gw-old: the gateway at OLD_COMMIT, one more target of the one-token calls;
+# DEST/start-vllm.sh, mk_model.py from ../shared/gpu. Run in the repository root of the worktree to measure.
 set -euo pipefail
 dest=$1; old=${2:-}
 shared=$(git rev-parse --show-toplevel)/../shared/gpu
