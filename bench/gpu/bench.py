@@ -254,8 +254,8 @@ class Hop:
     @classmethod
     def floor(cls, kind: str, upstream: str, model: str, port: int, log: Path) -> "Hop":
         cmd = [sys.executable, str(Path(__file__).with_name("floor_hops.py")), kind, "--upstream", upstream, "--port", str(port)]
-        env = gateway_env(upstream, model, port) if kind == "gateway-raw" else dict(os.environ)
-        return cls(f"floor-{kind}", cmd, REPO, env, port, log)
+        # The gateway's environment for every floor: gateway-raw reads it, the others ignore it.
+        return cls(f"floor-{kind}", cmd, REPO, gateway_env(upstream, model, port), port, log)
 
     def wait_ready(self, path: str, timeout: float = 60) -> None:
         deadline = time.time() + timeout

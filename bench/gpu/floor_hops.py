@@ -12,12 +12,12 @@ one worker, no access log) around a bare ASGI app that sends the body upstream w
 own client (``core/httpclient.Pool``) and answers with what came back. No auth, validation,
 metrics, logging or FastAPI: the gateway's added latency beyond this is its own work.
 
+``granian``: the same bare ASGI app under granian (a maintained server with its HTTP layer in Rust,
+one worker process, uvloop, HTTP/1.1 only): whether a faster server exists off the shelf.
+
 ``gateway-raw`` is no floor: the gateway's own OpenAI endpoints (all their work) behind the bare
 httptools server instead of uvicorn and FastAPI's outer layers, started from the gateway's
 settings: what a hot path of our own would give the gateway as it is (issue 13, option 1b).
-
-``granian``: the same bare ASGI app under granian (a maintained server with its HTTP layer in Rust,
-one worker process, uvloop, HTTP/1.1 only): whether a faster server exists off the shelf.
 
     python3 bench/gpu/floor_hops.py tcp --upstream http://127.0.0.1:8000 --port 18091
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httptools
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "containers" / "gateway"))
@@ -93,8 +94,6 @@ class _Bare(asyncio.Protocol):
     answers each complete request in ``on_message_complete``."""
 
     def __init__(self) -> None:
-        import httptools
-
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -249,35 +248,48 @@ def granian_app() -> Any:
     return asgi_app(os.environ["FLOOR_UPSTREAM"])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("tcp", "raw", "asgi", "granian", "gateway-raw"))
-    ap.add_argument("--upstream", required=True)
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    if a.kind == "granian":
-        from granian.constants import HTTPModes, Interfaces, Loops
-        from granian.log import LogLevels
-        from granian.server import Server
+def serve_granian(upstream: str, port: int) -> None:
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
 
-        os.environ["FLOOR_UPSTREAM"] = a.upstream
-        Server("floor_hops:granian_app", address="127.0.0.1", port=a.port, interface=Interfaces.ASGI, workers=1,
-               loop=Loops.uvloop, http=HTTPModes.http1, websockets=False, factory=True, log_access=False,
-               log_level=LogLevels.warning, working_dir=Path(__file__).parent, backlog=4096).serve()  # fmt: skip
-        return
-    if a.kind == "gateway-raw":
-        with contextlib.suppress(KeyboardInterrupt):  # how the gateway's drain ends a process not under uvicorn
-            uvloop.run(gateway_raw_server(a.port))  # upstream and port also in GATEWAY_* (bench.gateway_env)
-        return
-    if a.kind != "asgi":
-        uvloop.run((tcp_relay if a.kind == "tcp" else raw_server)(a.upstream, a.port))
-        return
+    os.environ["FLOOR_UPSTREAM"] = upstream
+    Server("floor_hops:granian_app", address="127.0.0.1", port=port, interface=Interfaces.ASGI, workers=1,
+           loop=Loops.uvloop, http=HTTPModes.http1, websockets=False, factory=True, log_access=False,
+           log_level=LogLevels.warning, working_dir=Path(__file__).parent, backlog=4096).serve()  # fmt: skip
+
+
+def serve_asgi(upstream: str, port: int) -> None:
     import uvicorn
 
     from app.core.httpserver import HttpProtocol
 
-    uvicorn.run(asgi_app(a.upstream), host="127.0.0.1", port=a.port, loop="uvloop", http=HttpProtocol,
+    uvicorn.run(asgi_app(upstream), host="127.0.0.1", port=port, loop="uvloop", http=HttpProtocol,
                 lifespan="on", access_log=False, log_level="warning", server_header=False, date_header=False)  # fmt: skip
+
+
+def serve_gateway_raw(_upstream: str, port: int) -> None:
+    """Upstream and port come from GATEWAY_* (bench.gateway_env), as for the gateway."""
+    with contextlib.suppress(KeyboardInterrupt):  # how the gateway's drain ends a process not under uvicorn
+        uvloop.run(gateway_raw_server(port))
+
+
+SERVE = {
+    "tcp": lambda upstream, port: uvloop.run(tcp_relay(upstream, port)),
+    "raw": lambda upstream, port: uvloop.run(raw_server(upstream, port)),
+    "asgi": serve_asgi,
+    "granian": serve_granian,
+    "gateway-raw": serve_gateway_raw,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kind", choices=SERVE)
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    a = ap.parse_args()
+    SERVE[a.kind](a.upstream, a.port)
 
 
 if __name__ == "__main__":
